@@ -1,0 +1,51 @@
+"""d2lconv: the "Convolutions for Images" chapter of Dive into Deep Learning as one API on five backends.
+
+>>> import d2lconv as dc                   # backend from D2LCONV_BACKEND, numpy when unset
+>>> dc.to_numpy(dc.corr2d(dc.tensor([[0., 1, 2], [3, 4, 5], [6, 7, 8]]), [[0., 1], [2, 3]])).tolist()
+[[19.0, 25.0], [37.0, 43.0]]
+
+Importing d2lconv imports no framework; a framework is imported when its backend is first used.
+"""
+
+from d2lconv import book
+from d2lconv._backend import (
+    ALIASES,
+    BACKENDS,
+    BackendNotInstalledError,
+    available_backends,
+    get_backend,
+    set_backend,
+    use_backend,
+)
+from d2lconv._corr import METHODS, convolve2d, corr2d
+from d2lconv._gradients import corr2d_gradients, layer_gradients
+from d2lconv._tensors import Conv2D, ones, tensor, to_numpy, transpose, zeros
+from d2lconv.training import TrainingDivergedError, TrainResult, largest_curvature, train_kernel
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ALIASES",
+    "BACKENDS",
+    "METHODS",
+    "BackendNotInstalledError",
+    "Conv2D",
+    "TrainResult",
+    "TrainingDivergedError",
+    "available_backends",
+    "book",
+    "convolve2d",
+    "corr2d",
+    "corr2d_gradients",
+    "layer_gradients",
+    "get_backend",
+    "largest_curvature",
+    "ones",
+    "set_backend",
+    "tensor",
+    "to_numpy",
+    "train_kernel",
+    "transpose",
+    "use_backend",
+    "zeros",
+]

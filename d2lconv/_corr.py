@@ -1,0 +1,109 @@
+"""``corr2d`` and ``convolve2d``: check the input, pad it, pick a method, call the adapter."""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+from d2lconv import methods
+from d2lconv._auto import choose_method
+from d2lconv._backend import active_adapter
+from d2lconv._inputs import as_tensor, check_matrix, output_shape, pad_amounts, pair
+
+METHODS: tuple[str, ...] = ("auto", "loop", "direct", "separable", "fft", "native")
+
+
+def correlate(
+    adapter: ModuleType, X: Any, K: Any, *, method: str = "auto", padding: Any = 0, stride: Any = 1
+) -> Any:
+    """Cross-correlate with an explicit adapter (the layers call this with their own backend)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(map(repr, METHODS))}")
+    X = as_tensor(adapter, X, "X")
+    K = as_tensor(adapter, K, "K")
+    input_shape = check_matrix(X, "X")
+    kernel_shape = check_matrix(K, "K")
+    strides = pair(stride, "stride", minimum=1)
+    (top, bottom), (left, right) = pad_amounts(padding, input_shape, kernel_shape, strides)
+    padded = (input_shape[0] + top + bottom, input_shape[1] + left + right)
+    if kernel_shape[0] > padded[0] or kernel_shape[1] > padded[1]:
+        raise ValueError(
+            f"kernel of shape {kernel_shape} is larger than the input of shape {input_shape}"
+            + (f" padded to {padded}" if padded != input_shape else "")
+        )
+    X, K = _common_dtype(adapter, X, K)
+    if top or bottom or left or right:
+        X = adapter.pad(X, (top, bottom), (left, right))
+    if method == "auto":
+        method = choose_method(adapter, padded, K, strides)
+    Y = _run(adapter, method, X, K, strides)
+    expected = output_shape(input_shape, kernel_shape, (top + bottom, left + right), strides)
+    assert tuple(Y.shape) == expected, (tuple(Y.shape), expected)
+    return Y
+
+
+def result_shape(input_shape: tuple[int, int], kernel_shape: tuple[int, int], padding: Any = 0,
+                 stride: Any = 1) -> tuple[int, int]:
+    """The shape ``corr2d`` returns for these shapes, padding and stride."""
+    strides = pair(stride, "stride", minimum=1)
+    (top, bottom), (left, right) = pad_amounts(padding, input_shape, kernel_shape, strides)
+    return output_shape(input_shape, kernel_shape, (top + bottom, left + right), strides)
+
+
+def _common_dtype(adapter: ModuleType, X: Any, K: Any) -> tuple[Any, Any]:
+    """Compute in float64 if either operand is float64, else in float32."""
+    x_dtype, k_dtype = adapter.dtype_of(X), adapter.dtype_of(K)
+    if x_dtype == k_dtype:
+        return X, K
+    return (X, adapter.cast(K, x_dtype)) if x_dtype.itemsize > k_dtype.itemsize else (adapter.cast(X, k_dtype), K)
+
+
+def _run(adapter: ModuleType, method: str, X: Any, K: Any, stride: tuple[int, int]) -> Any:
+    if method == "loop":
+        Y = adapter.corr2d_loop(X, K)
+        return Y if stride == (1, 1) else Y[::stride[0], ::stride[1]]
+    if method == "direct":
+        return adapter.corr2d_direct(X, K, stride)
+    if method == "separable":
+        factors = _rank_one_factors(adapter, K)
+        return adapter.corr2d_separable(X, *factors, stride)
+    if method == "fft":
+        if adapter.corr2d_fft is None:
+            raise ValueError(f"method='fft' is not available on the {adapter.NAME!r} backend: {adapter.NO_FFT}")
+        return adapter.corr2d_fft(X, K, stride)
+    if adapter.corr2d_native is None:
+        raise ValueError(f"method='native' is not available on the {adapter.NAME!r} backend: {adapter.NO_NATIVE}")
+    return adapter.corr2d_native(X, K, stride)
+
+
+def _rank_one_factors(adapter: ModuleType, K: Any) -> tuple[Any, Any]:
+    """The kernel's rank-one factors as tensors of its dtype, or a clear error."""
+    if not adapter.is_constant(K):
+        raise ValueError(
+            "method='separable' needs a fixed kernel: factorising a kernel that is being differentiated "
+            "would give it a wrong gradient; use method='direct' or 'auto'"
+        )
+    factors = methods.rank_one_factors(adapter.to_numpy(K))
+    if factors is None:
+        raise ValueError(f"method='separable' needs a rank-one kernel; this {tuple(K.shape)} kernel is not")
+    dtype = adapter.dtype_of(K)
+    return tuple(adapter.from_numpy(f.astype(dtype)) for f in factors)
+
+
+def corr2d(X: Any, K: Any, *, method: str = "auto", padding: Any = 0, stride: Any = 1) -> Any:
+    """2-D cross-correlation of ``X`` with kernel ``K``, as a native tensor of the active backend.
+
+    The output has shape ``floor((n - k + p + s) / s)`` per axis (``(n - k + 1)`` without padding and
+    stride, as in the book). ``method`` is ``"auto"`` (the fastest exact method for these shapes),
+    ``"loop"`` (the book's nested loop), ``"direct"``, ``"separable"``, ``"fft"`` or ``"native"`` (the
+    framework's own conv op). Every method but ``"loop"`` is differentiable with the framework's autodiff.
+    """
+    return correlate(active_adapter(), X, K, method=method, padding=padding, stride=stride)
+
+
+def convolve2d(X: Any, K: Any, *, method: str = "auto", padding: Any = 0, stride: Any = 1) -> Any:
+    """Strict 2-D convolution: :func:`corr2d` with the kernel flipped on both axes."""
+    adapter = active_adapter()
+    K = as_tensor(adapter, K, "K")
+    check_matrix(K, "K")
+    return correlate(adapter, X, adapter.flip(K), method=method, padding=padding, stride=stride)

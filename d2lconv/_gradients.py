@@ -1,0 +1,37 @@
+"""Gradients through the active backend's autodiff, returned as NumPy arrays for inspection and tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from d2lconv._backend import active_adapter
+from d2lconv._corr import result_shape
+from d2lconv._inputs import as_tensor, check_matrix, pair, to_numpy
+
+
+def corr2d_gradients(
+    X: Any, K: Any, grad_output: Any, *, method: str = "auto", padding: Any = 0, stride: Any = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(dX, dK)``: the gradients of ``sum(grad_output * corr2d(X, K, ...))``, by the framework's autodiff.
+
+    On NumPy, which has no autodiff, they are the analytic adjoints. Raises the framework's own error
+    where the chosen method is not differentiable (the book's ``"loop"`` on MXNet, for example).
+    """
+    adapter = active_adapter()
+    X, K = as_tensor(adapter, X, "X"), as_tensor(adapter, K, "K")
+    expected = result_shape(check_matrix(X, "X"), check_matrix(K, "K"), padding, stride)
+    G = as_tensor(adapter, grad_output, "grad_output")
+    if tuple(G.shape) != expected:
+        raise ValueError(f"grad_output has shape {tuple(G.shape)} but corr2d gives {expected}")
+    G = adapter.cast(G, adapter.dtype_of(X)) if adapter.dtype_of(G) != adapter.dtype_of(X) else G
+    dX, dK = adapter.corr2d_vjp(X, K, G, method=method, padding=padding, stride=pair(stride, "stride", minimum=1))
+    return to_numpy(dX), to_numpy(dK)
+
+
+def layer_gradients(layer: Any, x: Any, grad_output: Any) -> dict[str, np.ndarray]:
+    """Gradients of ``sum(grad_output * layer(x))`` for each parameter of a :func:`d2lconv.Conv2D` layer."""
+    adapter = active_adapter()
+    x, G = as_tensor(adapter, x, "x"), as_tensor(adapter, grad_output, "grad_output")
+    return {name: to_numpy(grad) for name, grad in adapter.layer_vjp(layer, x, G).items()}

@@ -1,0 +1,143 @@
+"""Turning user input into native tensors of the active backend, with clear errors.
+
+Every check here looks only at types, shapes and dtypes, so it costs microseconds and works on traced
+values too (``jax.jit`` tracers, ``tf.function`` tensors).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from numbers import Integral
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from d2lconv._backend import FRAMEWORKS
+
+# The first part of a tensor type's module name tells its framework, without importing any framework.
+_FRAMEWORK_BY_MODULE = {
+    "numpy": "numpy",
+    "torch": "torch",
+    "tensorflow": "tensorflow",
+    "keras": "tensorflow",
+    "jax": "jax",
+    "jaxlib": "jax",
+    "mxnet": "mxnet",
+}
+_STORED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def framework_of(x: Any) -> str | None:
+    """The backend name of the framework that made tensor ``x``, or None for plain Python data."""
+    return _FRAMEWORK_BY_MODULE.get(type(x).__module__.split(".")[0])
+
+
+def compute_dtype(dtype: np.dtype) -> np.dtype:
+    """float64 stays float64; every other real dtype (ints, bools, float16) is computed in float32."""
+    dtype = np.dtype(dtype)
+    if dtype == np.float64:
+        return dtype
+    if dtype.kind in "biuf":
+        return np.dtype(np.float32)
+    raise TypeError(f"expected real numbers, got dtype {dtype} (complex, text and object data are not supported)")
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """A NumPy array holding ``x``: a tensor of any supported framework, a NumPy array or nested lists."""
+    framework = framework_of(x)
+    if framework is None or framework == "numpy":
+        return np.asarray(x)
+    adapter = importlib.import_module(f"d2lconv.backends.{framework}")
+    return adapter.to_numpy(x)
+
+
+def as_tensor(adapter: ModuleType, data: Any, name: str = "input") -> Any:
+    """``data`` as a float tensor of ``adapter``'s framework, without copying native tensors.
+
+    Native tensors keep float32/float64 and are cast (differentiably) otherwise; NumPy arrays and lists
+    are converted. A tensor of another framework raises ``TypeError``: no silent copies between them.
+    """
+    if adapter.is_native(data):
+        dtype = adapter.dtype_of(data)
+        wanted = compute_dtype(dtype)
+        return data if wanted == dtype else adapter.cast(data, wanted)
+    framework = framework_of(data)
+    if framework not in (None, "numpy"):
+        raise TypeError(
+            f"{name} is a {FRAMEWORKS[framework].title} tensor ({type(data).__name__}) but the active backend "
+            f"is {adapter.NAME!r}; convert it with d2lconv.to_numpy({name}) or use "
+            f"d2lconv.use_backend({framework!r})"
+        )
+    try:
+        array = np.asarray(data)
+    except ValueError as error:  # ragged nested lists
+        raise ValueError(f"{name} is not a rectangular array: {error}") from None
+    if array.dtype == object:
+        raise TypeError(f"{name} must hold real numbers, got {type(data).__name__} with non-numeric entries")
+    try:
+        dtype = compute_dtype(array.dtype)
+    except TypeError as error:
+        raise TypeError(f"{name}: {error}") from None
+    return adapter.from_numpy(np.ascontiguousarray(array, dtype=dtype))
+
+
+def check_matrix(x: Any, name: str) -> tuple[int, int]:
+    """The shape of ``x`` if it is a non-empty 2-D tensor, else a ``ValueError`` that shows the shape."""
+    shape = tuple(x.shape)
+    if len(shape) != 2:
+        raise ValueError(f"{name} must be 2-D (height, width), got shape {shape}")
+    if 0 in shape:
+        raise ValueError(f"{name} must not be empty, got shape {shape}")
+    return int(shape[0]), int(shape[1])
+
+
+def pair(value: Any, name: str, *, minimum: int) -> tuple[int, int]:
+    """An int or a pair of ints, each at least ``minimum``, as a pair."""
+    items = (value, value) if isinstance(value, Integral) else value
+    try:
+        items = tuple(items)
+    except TypeError:
+        items = ()
+    if len(items) != 2 or not all(isinstance(v, Integral) and not isinstance(v, bool) for v in items):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if min(items) < minimum:
+        raise ValueError(f"{name} must be at least {minimum} in each dimension, got {value!r}")
+    return int(items[0]), int(items[1])
+
+
+def kernel_size_pair(kernel_size: Any) -> tuple[int, int]:
+    """``kernel_size`` as two positive ints (an int ``k`` means ``(k, k)``, as in the frameworks)."""
+    return pair(kernel_size, "kernel_size", minimum=1)
+
+
+def pad_amounts(
+    padding: Any, input_shape: tuple[int, int], kernel_shape: tuple[int, int], stride: tuple[int, int]
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Zero padding ``((top, bottom), (left, right))`` for an int, a pair, ``"valid"`` or ``"same"``.
+
+    An int ``p`` (or a pair ``(p_h, p_w)``) pads ``p`` rows or columns on *each* side, as the book's next
+    section does. ``"same"`` pads so that the output has ``ceil(n / stride)`` elements per axis, putting the
+    odd one at the end (the rule of TensorFlow's and PyTorch's ``"same"``).
+    """
+    if isinstance(padding, str):
+        mode = padding.strip().lower()
+        if mode == "valid":
+            return (0, 0), (0, 0)
+        if mode == "same":
+            amounts = []
+            for n, k, s in zip(input_shape, kernel_shape, stride):
+                total = max((math.ceil(n / s) - 1) * s + k - n, 0)
+                amounts.append((total // 2, total - total // 2))
+            return amounts[0], amounts[1]
+        raise ValueError(f"padding must be an int, a pair of ints, 'valid' or 'same', got {padding!r}")
+    p_h, p_w = pair(padding, "padding", minimum=0)
+    return (p_h, p_h), (p_w, p_w)
+
+
+def output_shape(
+    input_shape: tuple[int, int], kernel_shape: tuple[int, int], total_padding: tuple[int, int], stride: tuple[int, int]
+) -> tuple[int, int]:
+    """``floor((n - k + p + s) / s)`` per axis, with ``p`` the total padding of that axis."""
+    return tuple((n - k + p + s) // s for n, k, p, s in zip(input_shape, kernel_shape, total_padding, stride))
