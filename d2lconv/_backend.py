@@ -16,10 +16,10 @@ import contextlib
 import importlib
 import importlib.util
 import os
+from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Iterator
 
 ENV_VAR = "D2LCONV_BACKEND"
 DEFAULT_BACKEND = "numpy"

@@ -34,14 +34,16 @@ def framework_of(x: Any) -> str | None:
     return _FRAMEWORK_BY_MODULE.get(type(x).__module__.split(".")[0])
 
 
-def compute_dtype(dtype: np.dtype) -> np.dtype:
+def compute_dtype(dtype: np.dtype, name: str = "input") -> np.dtype:
     """float64 stays float64; every other real dtype (ints, bools, float16) is computed in float32."""
     dtype = np.dtype(dtype)
     if dtype == np.float64:
         return dtype
     if dtype.kind in "biuf":
         return np.dtype(np.float32)
-    raise TypeError(f"expected real numbers, got dtype {dtype} (complex, text and object data are not supported)")
+    raise TypeError(
+        f"{name}: expected real numbers, got dtype {dtype} (complex, text and object data are not supported)"
+    )
 
 
 def to_numpy(x: Any) -> np.ndarray:
@@ -56,12 +58,13 @@ def to_numpy(x: Any) -> np.ndarray:
 def as_tensor(adapter: ModuleType, data: Any, name: str = "input") -> Any:
     """``data`` as a float tensor of ``adapter``'s framework, without copying native tensors.
 
-    Native tensors keep float32/float64 and are cast (differentiably) otherwise; NumPy arrays and lists
-    are converted. A tensor of another framework raises ``TypeError``: no silent copies between them.
+    Native tensors and NumPy arrays keep float32/float64 and are cast (differentiably) otherwise; nested
+    lists become float32, as ``torch.tensor`` and ``tf.constant`` make them.
+    A tensor of another framework raises ``TypeError``: no silent copies between frameworks.
     """
     if adapter.is_native(data):
         dtype = adapter.dtype_of(data)
-        wanted = compute_dtype(dtype)
+        wanted = compute_dtype(dtype, name)
         return data if wanted == dtype else adapter.cast(data, wanted)
     framework = framework_of(data)
     if framework not in (None, "numpy"):
@@ -76,10 +79,9 @@ def as_tensor(adapter: ModuleType, data: Any, name: str = "input") -> Any:
         raise ValueError(f"{name} is not a rectangular array: {error}") from None
     if array.dtype == object:
         raise TypeError(f"{name} must hold real numbers, got {type(data).__name__} with non-numeric entries")
-    try:
-        dtype = compute_dtype(array.dtype)
-    except TypeError as error:
-        raise TypeError(f"{name}: {error}") from None
+    dtype = compute_dtype(array.dtype, name)
+    if not isinstance(data, (np.ndarray, np.generic)):
+        dtype = np.dtype(np.float32)  # Python floats are float64 only by accident, as in torch.tensor([0.5])
     return adapter.from_numpy(np.ascontiguousarray(array, dtype=dtype))
 
 

@@ -47,7 +47,8 @@ def Conv2D(kernel_size: Any, *, bias: bool = True, seed: int | None = None, padd
     """
     adapter = active_adapter()
     return adapter.Conv2D(
-        kernel_size_pair(kernel_size), bias=bool(bias), seed=seed, padding=padding, stride=pair(stride, "stride", minimum=1)
+        kernel_size_pair(kernel_size), bias=bool(bias), seed=seed, padding=padding,
+        stride=pair(stride, "stride", minimum=1),
     )
 
 

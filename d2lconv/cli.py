@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 import d2lconv as dc
 
@@ -34,7 +34,8 @@ def run_demo(args: argparse.Namespace) -> None:
     print(repr(Y), end="\n\n")
     print("The transposed image, corr2d(X.T, K): K only detects vertical edges")
     print(repr(dc.corr2d(dc.transpose(X), K)), end="\n\n")
-    print(f"Learning a {book.KERNEL_SIZE} kernel back from X and Y (lr {book.LEARNING_RATE}, the framework's own layer):")
+    print(f"Learning a {book.KERNEL_SIZE} kernel back from X and Y "
+          f"(lr {book.LEARNING_RATE}, the framework's own layer):")
     result = dc.train_kernel(X, Y, book.KERNEL_SIZE, lr=book.LEARNING_RATE, epochs=book.EPOCHS, seed=args.seed,
                              verbose=True)
     print(f"\nThe learned kernel: {result.kernel.round(4).tolist()} (K is [[1.0, -1.0]])")

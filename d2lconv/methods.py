@@ -11,12 +11,15 @@ All of them compute the *valid* cross-correlation of an already padded input wit
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 
-def valid_shape(input_shape: tuple[int, int], kernel_shape: tuple[int, int], stride: tuple[int, int]) -> tuple[int, int]:
+def valid_shape(
+    input_shape: tuple[int, int], kernel_shape: tuple[int, int], stride: tuple[int, int]
+) -> tuple[int, int]:
     """Output shape of a valid cross-correlation with a stride."""
     return tuple((n - k) // s + 1 for n, k, s in zip(input_shape, kernel_shape, stride))
 
@@ -117,7 +120,9 @@ def kernel_gradient(X: Any, G: Any, kernel_shape: tuple[int, int], stride: tuple
     )
 
 
-def input_gradient(G: np.ndarray, K: np.ndarray, input_shape: tuple[int, int], stride: tuple[int, int] = (1, 1)) -> np.ndarray:
+def input_gradient(
+    G: np.ndarray, K: np.ndarray, input_shape: tuple[int, int], stride: tuple[int, int] = (1, 1)
+) -> np.ndarray:
     """The gradient of ``sum(G * corr2d(X, K))`` with respect to ``X`` (NumPy): each output spreads ``G * K``.
 
     This is the adjoint of :func:`corr2d_direct` in the input (a "transposed convolution").

@@ -10,9 +10,10 @@ the data by power iteration; it tells a user which ``lr`` would be stable, and `
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from numbers import Integral, Real
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

@@ -149,6 +149,7 @@ def make_trainer(X: np.ndarray, Y: np.ndarray, kernel_size: tuple[int, int], *, 
 def corr2d_vjp(X: np.ndarray, K: np.ndarray, G: np.ndarray, *, method: str, padding: Any,
                stride: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Gradients of ``sum(G * corr2d(X, K))``: NumPy has no autodiff, so they are the analytic adjoints."""
+    correlate(_this, X, K, method=method, padding=padding, stride=stride)  # the forward pass, as autodiff would
     rows, cols = pad_amounts(padding, X.shape, K.shape, stride)
     padded = pad(X, rows, cols)
     dK = methods.kernel_gradient(padded, G, K.shape, stride)
@@ -160,3 +161,8 @@ def layer_vjp(layer: Conv2D, x: np.ndarray, G: np.ndarray) -> dict[str, np.ndarr
     """Gradients of ``sum(G * layer(x))`` with respect to the layer's parameters (its own backward)."""
     layer(x)
     return layer.backward(G)
+
+
+def layer_parameters(layer: Conv2D) -> dict[str, np.ndarray]:
+    """The layer's parameters as NumPy arrays, by name."""
+    return {name: value.copy() for name, value in layer.parameters().items()}

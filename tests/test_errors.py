@@ -1,0 +1,99 @@
+"""Bad input gets a clear ValueError or TypeError that names the problem and the shapes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import d2lconv as dc
+
+X = np.ones((4, 5), dtype=np.float32)
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "pattern"),
+    [
+        ((np.ones(5), [[1.0]]), ValueError, r"X must be 2-D .* got shape \(5,\)"),
+        ((np.ones((2, 2, 2)), [[1.0]]), ValueError, r"X must be 2-D .* \(2, 2, 2\)"),
+        ((X, np.ones(2)), ValueError, r"K must be 2-D .* \(2,\)"),
+        ((X, np.ones((5, 1))), ValueError, r"kernel of shape \(5, 1\) is larger than the input of shape \(4, 5\)"),
+        ((X, np.ones((1, 6))), ValueError, r"\(1, 6\) is larger than the input of shape \(4, 5\)"),
+        ((np.ones((0, 3)), [[1.0]]), ValueError, r"X must not be empty, got shape \(0, 3\)"),
+        ((X, np.ones((1, 0))), ValueError, r"K must not be empty"),
+        ((X, [[1j]]), TypeError, r"K: expected real numbers, got dtype complex128"),
+        ((np.array([["a", "b"]]), [[1.0]]), TypeError, r"X: expected real numbers, got dtype <U1"),
+        ((X, [[1.0, None]]), TypeError, r"K must hold real numbers"),
+        (([[1.0, 2.0], [3.0]], [[1.0]]), ValueError, r"X is not a rectangular array"),
+        ((X, "abc"), TypeError, r"K: expected real numbers"),
+    ],
+)
+def test_bad_corr2d_input(args, error, pattern):
+    with pytest.raises(error, match=pattern):
+        dc.corr2d(*args)
+
+
+def test_unknown_method_lists_the_methods():
+    with pytest.raises(ValueError, match=r"unknown method 'fast'.*'auto', 'loop', 'direct'"):
+        dc.corr2d(X, [[1.0]], method="fast")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "pattern"),
+    [
+        ({"padding": -1}, ValueError, r"padding must be at least 0"),
+        ({"padding": "full"}, ValueError, r"padding must be an int, a pair of ints, 'valid' or 'same'"),
+        ({"padding": 1.5}, TypeError, r"padding must be an int or a pair of ints"),
+        ({"stride": 0}, ValueError, r"stride must be at least 1"),
+        ({"stride": (1, 2, 3)}, TypeError, r"stride must be an int or a pair of ints"),
+    ],
+)
+def test_bad_padding_or_stride(kwargs, error, pattern):
+    with pytest.raises(error, match=pattern):
+        dc.corr2d(X, [[1.0]], **kwargs)
+
+
+def test_a_tensor_of_another_framework_names_both_frameworks():
+    """Detection goes by the type's module, so a stand-in type is enough to prove the rule everywhere."""
+    for module, title in [("torch", "PyTorch"), ("tensorflow.python.framework.ops", "TensorFlow"),
+                          ("jaxlib.xla_extension", "JAX/Flax"), ("mxnet.numpy", "MXNet")]:
+        foreign = type("Tensor", (), {"__module__": module, "shape": (2, 2)})()
+        if module.startswith(dc.get_backend()[:3]) or (dc.get_backend() == "jax" and module.startswith("jax")):
+            continue  # the active framework's own tensors are accepted
+        with pytest.raises(TypeError, match=rf"X is a {title} tensor .* active backend is '{dc.get_backend()}'"):
+            dc.corr2d(foreign, [[1.0]])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "pattern"),
+    [
+        ({"kernel_size": (1, 0)}, ValueError, r"kernel_size must be at least 1"),
+        ({"kernel_size": (1, 2, 3)}, TypeError, r"kernel_size must be an int or a pair of ints"),
+        ({"kernel_size": (1.0, 2.0)}, TypeError, r"kernel_size must be an int or a pair of ints"),
+        ({"kernel_size": "12"}, TypeError, r"kernel_size must be an int or a pair of ints"),
+        ({"epochs": 0}, ValueError, r"epochs must be an int >= 1, got 0"),
+        ({"epochs": 2.5}, ValueError, r"epochs must be an int >= 1"),
+        ({"lr": 0}, ValueError, r"lr must be a positive number or 'auto', got 0"),
+        ({"lr": -0.1}, ValueError, r"lr must be a positive number"),
+        ({"lr": float("nan")}, ValueError, r"lr must be a positive number"),
+        ({"layer": "keras"}, ValueError, r"unknown layer 'keras'; choose one of 'builtin', 'custom'"),
+        ({"init": "ones"}, ValueError, r"unknown init 'ones'; choose one of 'random', 'zeros'"),
+        ({"kernel_size": (2, 2)}, ValueError,
+         r"Y has shape \(6, 7\) but a \(2, 2\) kernel on X of shape \(6, 8\) gives \(5, 7\)"),
+        ({"kernel_size": (7, 2)}, ValueError, r"kernel_size \(7, 2\) is larger than X of shape \(6, 8\)"),
+    ],
+)
+def test_bad_training_arguments(kwargs, error, pattern):
+    X, K = dc.book.edge_image(), dc.book.edge_kernel()
+    with pytest.raises(error, match=pattern):
+        dc.train_kernel(X, dc.corr2d(X, K), **kwargs)
+
+
+def test_training_data_must_be_2d():
+    with pytest.raises(ValueError, match=r"Y must be 2-D"):
+        dc.train_kernel(np.ones((6, 8)), np.ones((1, 6, 7)))
+
+
+@pytest.mark.parametrize("kernel_size", [0, (2, -1), "3", None])
+def test_bad_layer_kernel_size(kernel_size):
+    with pytest.raises((TypeError, ValueError), match="kernel_size"):
+        dc.Conv2D(kernel_size)

@@ -1,0 +1,114 @@
+"""The hand-written Conv2D layer and the gradients of corr2d, checked against finite differences."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import assert_close, each_method, reference_corr2d
+
+import d2lconv as dc
+from d2lconv._backend import active_adapter
+
+DIFFERENTIABLE = [method for method in dc.METHODS if method not in ("loop", "separable")]
+
+
+def numeric_gradient(f, x, eps=1e-3):
+    """Central differences of a scalar function of a float64 array (exact for the linear maps here)."""
+    grad = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        step = np.zeros_like(x)
+        step[index] = eps
+        grad[index] = (f(x + step) - f(x - step)) / (2 * eps)
+    return grad
+
+
+def test_layer_is_native_with_named_parameters():
+    layer = dc.Conv2D((2, 3), seed=0)
+    weight, bias = dc.layer_gradients(layer, np.ones((4, 5)), np.ones((3, 3))).values()
+    assert weight.shape == (2, 3)
+    assert bias.shape == (1,)
+    assert type(layer).__name__ == "Conv2D"
+    assert type(layer).__module__ == f"d2lconv.backends.{dc.get_backend()}"
+
+
+def _parameters(layer):
+    """Weight and bias of a layer as NumPy arrays (each framework stores them its own way)."""
+    return active_adapter().layer_parameters(layer)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_layer_forward_is_corr2d_plus_bias(bias, rng):
+    layer = dc.Conv2D((3, 2), bias=bias, seed=3)
+    x = rng.standard_normal((6, 5)).astype(np.float32)
+    y = layer(dc.tensor(x))
+    assert active_adapter().is_native(y)
+    params = _parameters(layer)
+    assert set(params) == ({"weight", "bias"} if bias else {"weight"})
+    expected = reference_corr2d(x, params["weight"]) + (params["bias"][0] if bias else 0.0)
+    assert_close(y, expected)
+
+
+def test_same_seed_same_layer_and_different_seeds_differ():
+    first, again, other = (_parameters(dc.Conv2D((3, 3), seed=s))["weight"] for s in (7, 7, 8))
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+def test_layer_with_padding_and_stride(rng):
+    layer = dc.Conv2D((3, 5), padding=(0, 1), stride=(3, 4), seed=0)
+    x = rng.standard_normal((8, 8)).astype(np.float32)
+    y = layer(x)
+    assert tuple(dc.to_numpy(y).shape) == (2, 2)
+    params = _parameters(layer)
+    assert_close(y, reference_corr2d(x, params["weight"], ((0, 0), (1, 1)), (3, 4)) + params["bias"][0])
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_layer_gradient_matches_finite_differences(bias, rng):
+    layer = dc.Conv2D((2, 3), bias=bias, seed=1)
+    x = rng.standard_normal((5, 6))
+    G = rng.standard_normal((4, 4))
+    grads = dc.layer_gradients(layer, x.astype(np.float32), G.astype(np.float32))
+    weight = _parameters(layer)["weight"].astype(np.float64)
+    expected = numeric_gradient(lambda w: float((G * reference_corr2d(x, w)).sum()), weight)
+    assert_close(grads["weight"], expected, scale=float(np.abs(G).sum() * np.abs(x).max()))
+    if bias:
+        assert_close(grads["bias"], [G.sum()], scale=float(np.abs(G).sum()))
+    else:
+        assert "bias" not in grads
+
+
+@pytest.mark.parametrize("method", each_method(DIFFERENTIABLE))
+@pytest.mark.parametrize(("padding", "stride"), [(0, 1), (1, 2), ((2, 0), (1, 3))])
+def test_corr2d_gradients_match_finite_differences(method, padding, stride, rng):
+    from d2lconv._inputs import pad_amounts, pair
+
+    x = rng.standard_normal((7, 8))
+    k = rng.standard_normal((3, 2))
+    strides = pair(stride, "stride", minimum=1)
+    pads = pad_amounts(padding, x.shape, k.shape, strides)
+    G = rng.standard_normal(reference_corr2d(x, k, pads, strides).shape)
+
+    def loss(x_, k_):
+        return float((G * reference_corr2d(x_, k_, pads, strides)).sum())
+
+    dX, dK = dc.corr2d_gradients(x.astype(np.float32), k.astype(np.float32), G.astype(np.float32),
+                                 method=method, padding=padding, stride=stride)
+    scale = float(np.abs(G).sum() * max(np.abs(x).max(), np.abs(k).max()))
+    assert_close(dX, numeric_gradient(lambda v: loss(v, k), x), scale=scale)
+    assert_close(dK, numeric_gradient(lambda v: loss(x, v), k), scale=scale)
+
+
+def test_gradient_with_a_rank_one_kernel_goes_to_the_kernel_too(rng):
+    """auto must not take the separable path for a kernel being differentiated (its gradient would be wrong)."""
+    x = rng.standard_normal((9, 9))
+    k = np.outer([1.0, 2.0, 1.0], [1.0, 0.0, -1.0])
+    G = rng.standard_normal((7, 7))
+    _, dK = dc.corr2d_gradients(x.astype(np.float32), k.astype(np.float32), G.astype(np.float32))
+    expected = numeric_gradient(lambda v: float((G * reference_corr2d(x, v)).sum()), k)
+    assert_close(dK, expected, scale=float(np.abs(G).sum() * np.abs(x).max()))
+
+
+def test_gradient_output_shape_is_checked():
+    with pytest.raises(ValueError, match=r"grad_output has shape \(3, 3\) but corr2d gives \(2, 2\)"):
+        dc.corr2d_gradients(np.ones((3, 3)), np.ones((2, 2)), np.ones((3, 3)))
