@@ -38,6 +38,7 @@ class Framework:
     title: str  # the framework's name as people write it
     modules: tuple[str, ...]  # top-level modules that must be importable
     extra: str | None  # the pip extra of d2lconv that installs it
+    import_hint: str = ""  # what usually breaks its import
 
     @property
     def install_command(self) -> str:
@@ -49,7 +50,10 @@ FRAMEWORKS: dict[str, Framework] = {
     "torch": Framework("PyTorch", ("torch",), "torch"),
     "tensorflow": Framework("TensorFlow", ("tensorflow",), "tensorflow"),
     "jax": Framework("JAX/Flax", ("jax", "flax"), "jax"),
-    "mxnet": Framework("MXNet", ("mxnet",), "mxnet"),
+    "mxnet": Framework(
+        "MXNet", ("mxnet",), "mxnet",
+        ". MXNet 1.9.1 (its last release) needs numpy<1.24, so give it an environment of its own",
+    ),
 }
 
 _process_choice: str | None = None
@@ -134,6 +138,11 @@ def load_adapter(name: str) -> ModuleType:
         raise BackendNotInstalledError(
             f"the {name!r} backend needs {framework.title}, which is not installed "
             f"(no module named {missing!r}); install it with: {framework.install_command}"
+        ) from error
+    except Exception as error:  # installed but broken, e.g. MXNet 1.9.1 beside numpy >= 1.24
+        raise BackendNotInstalledError(
+            f"{framework.title} is installed but fails to import ({type(error).__name__}: {error})"
+            f"{framework.import_hint}; reinstall it with: {framework.install_command}"
         ) from error
     adapter = _adapters[name] = importlib.import_module(f"d2lconv.backends.{name}")
     return adapter
