@@ -7,7 +7,7 @@
 Importing d2lconv imports no framework; a framework is imported when its backend is first used.
 """
 
-from d2lconv import book
+from d2lconv import book, kernels
 from d2lconv._backend import (
     ALIASES,
     BACKENDS,
@@ -20,6 +20,9 @@ from d2lconv._backend import (
 from d2lconv._corr import METHODS, convolve2d, corr2d
 from d2lconv._gradients import corr2d_gradients, layer_gradients
 from d2lconv._tensors import Conv2D, ones, tensor, to_numpy, transpose, zeros
+from d2lconv.exercises import GradientReport, check_gradients
+from d2lconv.matrix import corr2d_matrix
+from d2lconv.receptive import ReceptiveField, receptive_field
 from d2lconv.training import TrainingDivergedError, TrainResult, largest_curvature, train_kernel
 
 __version__ = "0.1.0"
@@ -29,18 +32,24 @@ __all__ = [
     "BACKENDS",
     "METHODS",
     "BackendNotInstalledError",
+    "GradientReport",
+    "ReceptiveField",
     "Conv2D",
     "TrainResult",
     "TrainingDivergedError",
     "available_backends",
     "book",
+    "check_gradients",
     "convolve2d",
     "corr2d",
     "corr2d_gradients",
+    "corr2d_matrix",
     "layer_gradients",
     "get_backend",
+    "kernels",
     "largest_curvature",
     "ones",
+    "receptive_field",
     "set_backend",
     "tensor",
     "to_numpy",

@@ -166,3 +166,12 @@ def layer_vjp(layer: Conv2D, x: np.ndarray, G: np.ndarray) -> dict[str, np.ndarr
 def layer_parameters(layer: Conv2D) -> dict[str, np.ndarray]:
     """The layer's parameters as NumPy arrays, by name."""
     return {name: value.copy() for name, value in layer.parameters().items()}
+
+
+def sparse_matrix(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> Any:
+    """NumPy has no sparse type; SciPy's CSR matrix is the one its users have."""
+    try:
+        from scipy import sparse
+    except ModuleNotFoundError as error:
+        raise ImportError("sparse=True on the numpy backend needs SciPy: pip install scipy") from error
+    return sparse.csr_matrix((values, (rows, cols)), shape=shape)
