@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import warnings
 from numbers import Integral
 from types import ModuleType
 from typing import Any
@@ -26,7 +27,7 @@ _FRAMEWORK_BY_MODULE = {
     "jaxlib": "jax",
     "mxnet": "mxnet",
 }
-_STORED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_RaggedWarning = getattr(np, "exceptions", np).VisibleDeprecationWarning  # NumPy < 1.24 only warns
 
 
 def framework_of(x: Any) -> str | None:
@@ -67,6 +68,11 @@ def as_tensor(adapter: ModuleType, data: Any, name: str = "input") -> Any:
         wanted = compute_dtype(dtype, name)
         return data if wanted == dtype else adapter.cast(data, wanted)
     framework = framework_of(data)
+    if framework == adapter.NAME:
+        raise TypeError(
+            f"{name} is a {type(data).__module__}.{type(data).__name__}, which the {adapter.NAME!r} backend does not "
+            f"take; pass a {adapter.NATIVE_TYPE} (or a NumPy array)"
+        )
     if framework not in (None, "numpy"):
         raise TypeError(
             f"{name} is a {FRAMEWORKS[framework].title} tensor ({type(data).__name__}) but the active backend "
@@ -74,8 +80,10 @@ def as_tensor(adapter: ModuleType, data: Any, name: str = "input") -> Any:
             f"d2lconv.use_backend({framework!r})"
         )
     try:
-        array = np.asarray(data)
-    except ValueError as error:  # ragged nested lists
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", _RaggedWarning)
+            array = np.asarray(data)
+    except (ValueError, _RaggedWarning) as error:  # ragged nested lists
         raise ValueError(f"{name} is not a rectangular array: {error}") from None
     if array.dtype == object:
         raise TypeError(f"{name} must hold real numbers, got {type(data).__name__} with non-numeric entries")

@@ -68,7 +68,12 @@ def test_zero_start_on_a_larger_random_problem(rng):
     Y = dc.corr2d(X, K)
     result = dc.train_kernel(X, Y, (3, 3), lr="auto", epochs=300, init="zeros")
     reference = _numpy_reference(X, Y, kernel_size=(3, 3), lr="auto", epochs=300, init="zeros")
-    np.testing.assert_allclose(result.losses[:20], reference.losses[:20], rtol=1e-3)
+    # Below 1e-8 of the first loss the losses are float32 rounding noise, which depends on the order in which a
+    # framework's conv op sums: compare only the epochs above it.
+    above_noise = np.asarray(reference.losses[:20]) > 1e-8 * reference.losses[0]
+    assert above_noise.sum() >= 5
+    np.testing.assert_allclose(np.asarray(result.losses[:20])[above_noise],
+                               np.asarray(reference.losses[:20])[above_noise], rtol=1e-3)
     np.testing.assert_allclose(result.kernel, K, atol=1e-3)
 
 

@@ -3,7 +3,7 @@
 An adapter is a module that the common API (``d2lconv._corr``, ``_tensors``, ``training``,
 ``_gradients``) calls through these names; ``numpy.py`` is the reference for all of them:
 
-- ``NAME``: the canonical backend name.
+- ``NAME``: the canonical backend name; ``NATIVE_TYPE``: the tensor type it takes, for error messages.
 - ``is_native(x)``, ``from_numpy(array)`` (float32/float64 array in, native tensor of the same dtype
   out), ``to_numpy(x)``, ``dtype_of(x)`` (a NumPy dtype), ``cast(x, dtype)`` (differentiable),
   ``is_constant(K)`` (True when no gradient can flow to ``K``, so it may be factorised),

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import lru_cache
 from typing import Any
 
 import mxnet as mx
@@ -23,6 +24,7 @@ from d2lconv._inputs import pair
 npx.set_np()  # the tab's first cell: Gluon works on mxnet.numpy arrays only after this
 
 NAME = "mxnet"
+NATIVE_TYPE = "mxnet.numpy.ndarray (legacy NDArrays convert with x.as_np_ndarray())"
 NO_FFT = "MXNet has no FFT on the CPU (its contrib.fft operators run on GPUs only)"
 _this = sys.modules[__name__]
 
@@ -78,16 +80,63 @@ def corr2d_loop(X: np.ndarray, K: np.ndarray) -> np.ndarray:
     return Y
 
 
-corr2d_direct = methods.corr2d_direct
-corr2d_separable = methods.corr2d_separable
+class _Shaped:
+    """A symbol with the static shape that the shared methods read (MXNet symbols have no ``.shape``)."""
+
+    def __init__(self, name: str, shape: tuple[int, ...]) -> None:
+        self.symbol, self.shape = mx.sym.var(name).as_np_ndarray(), shape
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.symbol[key]
+
+
+def _compile(graph: Any) -> Callable[..., np.ndarray]:
+    """A ``CachedOp`` of ``graph`` (what ``hybridize()`` builds, without a Block's per-call overhead).
+
+    It is differentiable under ``autograd.record()`` and takes its inputs by name.
+    """
+    op = mx.nd.CachedOp(graph, flags=[("static_alloc", True), ("static_shape", True)])
+    order = graph.list_inputs()
+    return lambda **inputs: op(*(inputs[name] for name in order))
+
+
+# One graph per shape and stride, as jax.jit retraces per shape; eager MXNet spends ~0.1 ms on every slice.
+@lru_cache(maxsize=32)
+def _direct(x_shape: tuple[int, int], k_shape: tuple[int, int], stride: tuple[int, int]) -> Callable:
+    return _compile(methods.corr2d_direct(_Shaped("X", x_shape), _Shaped("K", k_shape), stride))
+
+
+@lru_cache(maxsize=32)
+def _separable(x_shape: tuple[int, int], h: int, w: int, stride: tuple[int, int]) -> Callable:
+    return _compile(methods.corr2d_separable(_Shaped("X", x_shape), _Shaped("column", (h,)),
+                                             _Shaped("row", (w,)), stride))
+
+
+@lru_cache(maxsize=32)
+def _native(x_shape: tuple[int, int], k_shape: tuple[int, int], stride: tuple[int, int]) -> Callable:
+    X, K = (mx.sym.var(name).as_np_ndarray() for name in ("X", "K"))
+    Y = mx.sym.npx.convolution(X.reshape(1, 1, *x_shape), K.reshape(1, 1, *k_shape), no_bias=True, num_filter=1,
+                               kernel=k_shape, stride=stride)
+    return _compile(Y.reshape(methods.valid_shape(x_shape, k_shape, stride)))
+
+
+def corr2d_direct(X: np.ndarray, K: np.ndarray, stride: tuple[int, int] = (1, 1)) -> np.ndarray:
+    """``methods.corr2d_direct``, compiled once per shape and stride."""
+    return _direct(X.shape, K.shape, stride)(X=X, K=K)
+
+
+def corr2d_separable(X: np.ndarray, column: np.ndarray, row: np.ndarray,
+                     stride: tuple[int, int] = (1, 1)) -> np.ndarray:
+    """``methods.corr2d_separable``, compiled once per shape and stride."""
+    return _separable(X.shape, column.shape[0], row.shape[0], stride)(X=X, column=column, row=row)
+
+
 corr2d_fft = None
 
 
 def corr2d_native(X: np.ndarray, K: np.ndarray, stride: tuple[int, int]) -> np.ndarray:
-    """``npx.convolution`` on the tab's NCHW layout (batch and channel of size one)."""
-    Y = npx.convolution(X.reshape(1, 1, *X.shape), K.reshape(1, 1, *K.shape), no_bias=True, num_filter=1,
-                        kernel=K.shape, stride=stride)
-    return Y.reshape(Y.shape[2:])
+    """``npx.convolution`` on the tab's NCHW layout (batch and channel of size one), compiled with its reshapes."""
+    return _native(X.shape, K.shape, stride)(X=X, K=K)
 
 
 @contextlib.contextmanager
@@ -162,7 +211,7 @@ def make_trainer(X: np.ndarray, Y: np.ndarray, kernel_size: tuple[int, int], *, 
         # in_channels=1 (the tab lets Gluon infer it on the first call) creates the weight now, under the seed
         conv2d = nn.Conv2D(1, kernel_size=kernel_size, use_bias=bias, in_channels=1)
         with _seeded(seed):
-            conv2d.initialize(mx.init.Zero() if init == "zeros" else None)
+            conv2d.initialize(mx.init.Zero() if init == "zeros" else mx.init.Uniform())  # Uniform: the default
         X, Y = X.reshape(1, 1, *X.shape), Y.reshape(1, 1, *Y.shape)
     else:
         conv2d = Conv2D(kernel_size, bias=bias, seed=seed)
@@ -203,3 +252,11 @@ def layer_vjp(layer: Conv2D, x: np.ndarray, G: np.ndarray) -> dict[str, np.ndarr
 def layer_parameters(layer: Conv2D) -> dict[str, onp.ndarray]:
     """The layer's parameters as NumPy arrays, by name."""
     return {name: param.data().asnumpy() for name, param in _parameters(layer).items()}
+
+
+def sparse_matrix(rows: onp.ndarray, cols: onp.ndarray, values: onp.ndarray, shape: tuple[int, int]) -> Any:
+    """MXNet's own sparse matrix, a ``CSRNDArray`` (``mxnet.numpy`` has no sparse type), duplicates summed."""
+    keys, position = onp.unique(rows * shape[1] + cols, return_inverse=True)  # sorted by row, then column
+    data = onp.bincount(position, weights=values, minlength=len(keys)).astype(values.dtype)
+    indptr = onp.concatenate([[0], onp.cumsum(onp.bincount(keys // shape[1], minlength=shape[0]))])
+    return mx.nd.sparse.csr_matrix((data, keys % shape[1], indptr), shape=shape, dtype=values.dtype)

@@ -19,6 +19,7 @@ from d2lconv._corr import correlate
 from d2lconv._inputs import as_tensor, check_matrix, pad_amounts, pair
 
 NAME = "numpy"
+NATIVE_TYPE = "numpy.ndarray"
 NO_NATIVE = "NumPy has no convolution operation of its own (use method='direct', 'separable' or 'fft')"
 _this = sys.modules[__name__]
 
