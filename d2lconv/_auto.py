@@ -1,10 +1,15 @@
 """``method="auto"``: a small cost model that picks the cheapest exact method from the shapes.
 
-Costs are counted in passes over the output (one pass = one multiply-add of every output element):
-- ``direct`` costs ``h * w`` passes (one per kernel element);
-- ``separable`` costs ``h + w`` passes, for rank-one kernels only (checked exactly in float64);
-- ``fft`` costs about ``FFT_PASSES`` passes whatever the kernel size, when the framework has an FFT.
-Each adapter states what it has; nothing here is tuned to one machine.
+Costs are counted in *passes*: one pass multiplies and adds every output element once.
+- ``direct`` costs one pass per kernel element, ``h * w``;
+- ``separable`` costs ``h + w`` passes, for rank-one kernels that no gradient flows to (checked exactly);
+- ``fft`` costs about ``adapter.FFT_PASSES`` passes of the *unstrided* output whatever the kernel size
+  (three FFTs of the padded input, measured per framework as a multiple of its own multiply-add);
+- ``native`` (the framework's own conv op) is one call, but on one channel most frameworks run it far
+  slower than a pass per element; it wins only on tiny problems, where each operation's fixed dispatch cost
+  dominates: below ``adapter.NATIVE_BELOW`` multiply-adds in all.
+The per-framework numbers are ratios of one framework's operations to each other, not times, so they carry
+over between machines; benchmarks/RESULTS.md shows how they were measured.
 """
 
 from __future__ import annotations
@@ -14,16 +19,21 @@ from typing import Any
 
 from d2lconv import methods
 
-# Three real FFTs of the padded input cost about as much as this many multiply-adds over it.
-FFT_PASSES = 48
+# Below this many output elements a kernel is not worth factorising: dispatch cost dominates.
+SEPARABLE_MIN_OUTPUT = 4096
 
 
 def choose_method(adapter: ModuleType, input_shape: tuple[int, int], K: Any, stride: tuple[int, int]) -> str:
     """The name of the cheapest exact method for cross-correlating ``input_shape`` with ``K``."""
     h, w = K.shape
-    direct = h * w
-    if h + w < direct and adapter.is_constant(K) and methods.rank_one_factors(adapter.to_numpy(K)) is not None:
+    out_h, out_w = methods.valid_shape(input_shape, (h, w), stride)
+    taps = h * w
+    if out_h * out_w * taps < getattr(adapter, "NATIVE_BELOW", 0):  # TEMP until every adapter sets it
+        return "native"
+    costs = {"direct": taps}
+    if adapter.corr2d_fft is not None:
+        costs["fft"] = getattr(adapter, "FFT_PASSES", 48) * stride[0] * stride[1]  # TEMP
+    if (h + w < min(costs.values()) and out_h * out_w >= SEPARABLE_MIN_OUTPUT and adapter.is_constant(K)
+            and methods.rank_one_factors(adapter.to_numpy(K)) is not None):
         return "separable"
-    if adapter.corr2d_fft is not None and direct > FFT_PASSES:
-        return "fft"
-    return "direct"
+    return min(costs, key=costs.get)

@@ -39,6 +39,7 @@ class Framework:
     modules: tuple[str, ...]  # top-level modules that must be importable
     extra: str | None  # the pip extra of d2lconv that installs it
     import_hint: str = ""  # what usually breaks its import
+    quiet: tuple[tuple[str, str], ...] = ()  # environment defaults that silence its start-up logging
 
     @property
     def install_command(self) -> str:
@@ -48,7 +49,8 @@ class Framework:
 FRAMEWORKS: dict[str, Framework] = {
     "numpy": Framework("NumPy", ("numpy",), None),
     "torch": Framework("PyTorch", ("torch",), "torch"),
-    "tensorflow": Framework("TensorFlow", ("tensorflow",), "tensorflow"),
+    # TensorFlow reads its C++ log level once, at import: set it first, unless the user did.
+    "tensorflow": Framework("TensorFlow", ("tensorflow",), "tensorflow", quiet=(("TF_CPP_MIN_LOG_LEVEL", "2"),)),
     "jax": Framework("JAX/Flax", ("jax", "flax"), "jax"),
     "mxnet": Framework(
         "MXNet", ("mxnet",), "mxnet",
@@ -128,6 +130,8 @@ def load_adapter(name: str) -> ModuleType:
         return adapter
     name = canonical_name(name)
     framework = FRAMEWORKS[name]
+    for variable, value in framework.quiet:
+        os.environ.setdefault(variable, value)
     try:
         for module in framework.modules:
             importlib.import_module(module)

@@ -68,16 +68,22 @@ def corr2d_separable(X: Any, column: Any, row: Any, stride: tuple[int, int] = (1
 def rank_one_factors(kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """``(column, row)`` with ``outer(column, row) == kernel`` if the kernel has rank one, else None.
 
-    Checked in float64: the second singular value must vanish to within a few rounding errors of the
-    kernel's own dtype (so a float32 outer product qualifies, and the separable result stays within float32
-    tolerance). ``[[1, -1]]``, Sobel and box kernels qualify; a random kernel does not.
+    Checked in float64, in microseconds: the column and row through the largest element reproduce every
+    element to within a few rounding errors of the kernel's own dtype (so a float32 outer product qualifies,
+    and the separable result stays within float32 tolerance). ``[[1, -1]]``, Sobel and box kernels qualify;
+    a random kernel does not.
     """
     kernel = np.asarray(kernel)
     eps = np.finfo(kernel.dtype if kernel.dtype.kind == "f" else np.float64).eps
-    u, s, vt = np.linalg.svd(kernel.astype(np.float64))
-    if s[0] == 0 or (len(s) > 1 and s[1] > 4 * eps * s[0] * max(kernel.shape)):
+    kernel = kernel.astype(np.float64)
+    a, b = np.unravel_index(np.argmax(np.abs(kernel)), kernel.shape)
+    pivot = kernel[a, b]
+    if pivot == 0:
         return None
-    return u[:, 0] * s[0], vt[0]
+    column, row = kernel[:, b].copy(), kernel[a, :] / pivot
+    if np.abs(kernel - np.outer(column, row)).max() > 4 * eps * abs(pivot) * max(kernel.shape):
+        return None
+    return column, row
 
 
 def fast_length(n: int) -> int:

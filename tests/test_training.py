@@ -68,9 +68,9 @@ def test_zero_start_on_a_larger_random_problem(rng):
     Y = dc.corr2d(X, K)
     result = dc.train_kernel(X, Y, (3, 3), lr="auto", epochs=300, init="zeros")
     reference = _numpy_reference(X, Y, kernel_size=(3, 3), lr="auto", epochs=300, init="zeros")
-    # Below 1e-8 of the first loss the losses are float32 rounding noise, which depends on the order in which a
+    # Far below the first loss the losses are float32 rounding noise, which depends on the order in which a
     # framework's conv op sums: compare only the epochs above it.
-    above_noise = np.asarray(reference.losses[:20]) > 1e-8 * reference.losses[0]
+    above_noise = np.asarray(reference.losses[:20]) > 1e-6 * reference.losses[0]
     assert above_noise.sum() >= 5
     np.testing.assert_allclose(np.asarray(result.losses[:20])[above_noise],
                                np.asarray(reference.losses[:20])[above_noise], rtol=1e-3)

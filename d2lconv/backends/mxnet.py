@@ -26,6 +26,8 @@ npx.set_np()  # the tab's first cell: Gluon works on mxnet.numpy arrays only aft
 NAME = "mxnet"
 NATIVE_TYPE = "mxnet.numpy.ndarray (legacy NDArrays convert with x.as_np_ndarray())"
 NO_FFT = "MXNet has no FFT on the CPU (its contrib.fft operators run on GPUs only)"
+FFT_PASSES = None
+NATIVE_BELOW = 0  # to be measured
 _this = sys.modules[__name__]
 
 
