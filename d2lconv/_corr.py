@@ -36,10 +36,7 @@ def correlate(
         X = adapter.pad(X, (top, bottom), (left, right))
     if method == "auto":
         method = choose_method(adapter, padded, K, strides)
-    Y = _run(adapter, method, X, K, strides)
-    expected = output_shape(input_shape, kernel_shape, (top + bottom, left + right), strides)
-    assert tuple(Y.shape) == expected, (tuple(Y.shape), expected)
-    return Y
+    return _run(adapter, method, X, K, strides)
 
 
 def result_shape(input_shape: tuple[int, int], kernel_shape: tuple[int, int], padding: Any = 0,

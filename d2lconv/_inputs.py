@@ -105,6 +105,11 @@ def check_matrix(x: Any, name: str) -> tuple[int, int]:
 
 def pair(value: Any, name: str, *, minimum: int) -> tuple[int, int]:
     """An int or a pair of ints, each at least ``minimum``, as a pair."""
+    if type(value) is int and value >= minimum:  # the common cases first: this runs on every call
+        return value, value
+    if type(value) is tuple and len(value) == 2 and type(value[0]) is int and type(value[1]) is int \
+            and min(value) >= minimum:
+        return value
     items = (value, value) if isinstance(value, Integral) else value
     try:
         items = tuple(items)
@@ -131,6 +136,8 @@ def pad_amounts(
     section does. ``"same"`` pads so that the output has ``ceil(n / stride)`` elements per axis, putting the
     odd one at the end (the rule of TensorFlow's and PyTorch's ``"same"``).
     """
+    if padding == 0 and type(padding) is int:
+        return (0, 0), (0, 0)
     if isinstance(padding, str):
         mode = padding.strip().lower()
         if mode == "valid":

@@ -99,6 +99,8 @@ def corr2d_direct(X: np.ndarray, K: np.ndarray, stride: tuple[int, int] = (1, 1)
     """The shared sum of shifted slices (``methods.corr2d_direct``), band by band in the cache."""
     (s_h, s_w), taps = stride, K.tolist()
     out_h, out_w = methods.valid_shape(X.shape, K.shape, stride)
+    if out_h * out_w * K.size < _BAND_BYTES // 16:  # small enough for the cache anyway: fewer Python steps
+        return methods.corr2d_direct(X, K, stride)
     Y = np.empty((out_h, out_w), dtype=X.dtype)
     scratch = np.empty_like(Y[:max(1, _BAND_BYTES // (out_w * X.itemsize))])
     for start, stop in _bands(out_h, out_w * X.itemsize):
