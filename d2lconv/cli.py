@@ -1,57 +1,833 @@
-"""The ``d2lconv`` command line: ``d2lconv demo`` runs the chapter on a backend and prints what the book prints."""
+"""The ``d2lconv`` command line: the chapter on one backend or all five side by side, kernels on images.
+
+``demo`` runs the chapter and prints what the book prints (``--json`` for every result); ``compare`` puts
+the five backends' results in one table, running each backend in its own interpreter; ``edges`` applies a
+kernel to an image; ``learn`` learns a kernel back from an image and its filtered version. Everything
+goes through d2lconv's public API, so every command runs on every backend. Pillow, matplotlib and tqdm
+(the ``cli`` extra) are imported only by the options that need them.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import os
+import platform
+import re
+import statistics
+import subprocess
 import sys
-from collections.abc import Sequence
+import textwrap
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 import d2lconv as dc
+from d2lconv import images
+from d2lconv.images import ImageError, MissingPackageError
 
 EPILOG = """examples:
-  d2lconv demo                     the chapter on the default backend (numpy, or $D2LCONV_BACKEND)
-  d2lconv demo --backend torch     the chapter on PyTorch
+  d2lconv demo                           the chapter on the default backend (numpy, or $D2LCONV_BACKEND)
+  d2lconv demo --backend torch --seed 0  the chapter on PyTorch, with a seeded start
+  d2lconv compare                        the chapter on all five backends in one table
+  d2lconv edges photo.jpg --kernel sobel-x -o edges.png
+  d2lconv learn --kernel laplacian --plot learn.png
+
+Run 'd2lconv COMMAND --help' for a command's options and examples.
 """
+
+DEMO_EPILOG = """examples:
+  d2lconv demo                            the book's printout on the default backend
+  d2lconv demo --backend jax --seed 0     on JAX/Flax, with a seeded random start
+  d2lconv demo --json                     every result as JSON on stdout (no printout)
+  d2lconv demo --seed 0 --json run.json   the printout, and the JSON in run.json
+  d2lconv demo --plot demo.png            a figure: the edge image, its edges, kernels, losses
+"""
+
+COMPARE_EPILOG = """examples:
+  d2lconv compare                         run every backend that has an interpreter, one table
+  d2lconv compare --python mxnet=/opt/mx/bin/python
+  d2lconv compare --from .tox/demo-json   merge JSON files written by 'd2lconv demo --json PATH'
+  tox -m compare                          all five backends, each in its own tox environment
+
+Each backend runs '<python> -m d2lconv.cli demo --backend NAME --json --seed 0' in a subprocess:
+<python> is --python NAME=PATH if given, else this interpreter if the framework is installed here,
+else .tox/NAME/bin/python or .tox/demo-NAME/bin/python of the project (made by 'tox -e NAME').
+"""
+
+EDGES_EPILOG = f"""examples:
+  d2lconv edges                           the book's [[1, -1]] on the built-in sample image
+  d2lconv edges photo.jpg --kernel sobel-y -o photo-sobel-y.png
+  d2lconv edges --kernel-values "1,0,-1;2,0,-2;1,0,-1" --plot edges-figure.png
+
+kernels: {', '.join(dc.kernels.NAMED)}. Signed responses are written with 0 as mid-grey and a scale
+symmetric about 0; responses that are never negative (box, gaussian) run from black (0) to white.
+"""
+
+LEARN_EPILOG = """examples:
+  d2lconv learn                           learn the book's [[1, -1]] back from the sample image
+  d2lconv learn photo.jpg --kernel sobel-x --epochs 1000 --plot learn.png
+  d2lconv learn --kernel laplacian --lr 2e-5 --init zeros --backend torch
+
+The target is corr2d(image, kernel); train_kernel then learns the kernel back from the image and the
+target by gradient descent. '--lr auto' (the default) takes 1 / the loss's largest curvature, a step
+that never diverges. The image's mean is subtracted first (--no-center to keep it), which makes
+gradient descent converge many times faster.
+"""
+
+BOOK_KERNEL = "[[1.0, -1.0]]"
+FRAMEWORK_MODULES = {"numpy": ("numpy",), "torch": ("torch",), "tensorflow": ("tensorflow",),
+                     "jax": ("jax", "flax"), "mxnet": ("mxnet",)}
+DEFAULT_EPOCHS = 400
+DEFAULT_MAX_SIZE = 128
 
 
 class UsageError(Exception):
     """Bad usage: reported on one line with exit status 2."""
 
 
-def run_demo(args: argparse.Namespace) -> None:
-    """The chapter, section by section, on the chosen backend."""
+class RunError(Exception):
+    """A failure while running: reported on one line with exit status 1."""
+
+
+# ----------------------------------------------------------------------------------------------- demo
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """The chapter, section by section, on the chosen backend; ``--json`` records every result."""
+    json_path = None if args.json in (None, "-") else images.check_output(args.json)
+    plot_path = _check_plot(args.plot)
+    say = print if args.json != "-" else _silent
     book = dc.book
-    print(f"d2lconv demo on the {dc.get_backend()!r} backend\n")
+    backend = dc.get_backend()
+    say(f"d2lconv demo on the {backend!r} backend\n")
     X, K = book.figure_input(), book.figure_kernel()
-    print("The cross-correlation of the figure, corr2d(X, K):")
-    print(repr(dc.corr2d(X, K, method="loop")), end="\n\n")
+    figure = dc.corr2d(X, K, method="loop")
+    say("The cross-correlation of the figure, corr2d(X, K):")
+    say(repr(figure), end="\n\n")
     X = book.edge_image()
-    print("The edge image X (6x8, the middle four columns black):")
-    print(repr(X), end="\n\n")
+    say("The edge image X (6x8, the middle four columns black):")
+    say(repr(X), end="\n\n")
     K = book.edge_kernel()
     Y = dc.corr2d(X, K)
-    print("Edges, Y = corr2d(X, K) with K = [[1, -1]] (1 for white to black, -1 for black to white):")
-    print(repr(Y), end="\n\n")
-    print("The transposed image, corr2d(X.T, K): K only detects vertical edges")
-    print(repr(dc.corr2d(dc.transpose(X), K)), end="\n\n")
-    print(f"Learning a {book.KERNEL_SIZE} kernel back from X and Y "
-          f"(lr {book.LEARNING_RATE}, the framework's own layer):")
-    result = dc.train_kernel(X, Y, book.KERNEL_SIZE, lr=book.LEARNING_RATE, epochs=book.EPOCHS, seed=args.seed,
-                             verbose=True)
-    print(f"\nThe learned kernel: {result.kernel.round(4).tolist()} (K is [[1.0, -1.0]])")
+    say("Edges, Y = corr2d(X, K) with K = [[1, -1]] (1 for white to black, -1 for black to white):")
+    say(repr(Y), end="\n\n")
+    transposed = dc.corr2d(dc.transpose(X), K)
+    say("The transposed image, corr2d(X.T, K): K only detects vertical edges")
+    say(repr(transposed), end="\n\n")
+    say(f"Learning a {book.KERNEL_SIZE} kernel back from X and Y "
+        f"(lr {book.LEARNING_RATE}, the framework's own layer):")
+
+    def book_line(epoch: int, loss: float) -> None:
+        if epoch % 2 == 0:
+            say(f"epoch {epoch}, loss {loss:.3f}")
+
+    seeded, seeded_times = _timed_training(X, Y, seed=args.seed, init="random", callback=book_line)
+    say(f"\nThe learned kernel: {seeded.kernel.round(4).tolist()} (K is {BOOK_KERNEL})")
+    zeros, zeros_times = _timed_training(X, Y, seed=None, init="zeros")
+    record = {
+        "command": "d2lconv demo",
+        "backend": backend,
+        "versions": _framework_versions(backend),
+        "d2lconv": dc.__version__,
+        "python": platform.python_version(),
+        "executable": sys.executable,
+        "figure": {"output": _listed(figure), "expected": [list(row) for row in book.FIGURE_OUTPUT]},
+        "edges": {"output": _listed(Y), "expected_row": list(book.EDGE_ROW)},
+        "transposed": {"output": _listed(transposed)},
+        "learning": {
+            "kernel_size": list(book.KERNEL_SIZE), "lr": book.LEARNING_RATE, "epochs": book.EPOCHS,
+            "layer": "builtin", "true_kernel": [[1.0, -1.0]],
+            "runs": {
+                "seed": _run_record(seeded, seeded_times, init="random", seed=args.seed),
+                "zeros": _run_record(zeros, zeros_times, init="zeros", seed=None),
+            },
+        },
+    }
+    record["checks"] = book_checks(record)
+    if args.json == "-":
+        print(to_json(record))
+    elif json_path is not None:
+        images.write_text(json_path, to_json(record) + "\n")
+        print(f"\nwrote {json_path}")
+    if plot_path is not None:
+        from d2lconv.plots import Panel, save_figure
+
+        prediction = dc.to_numpy(dc.corr2d(X, dc.tensor(seeded.kernel)))
+        limit = max(1.0, float(np.abs(seeded.kernel).max()), float(np.abs(zeros.kernel).max()))
+        shown = max(1.0, float(np.abs(prediction).max()))
+        save_figure(plot_path, [
+            Panel("input X (the edge image)", dc.to_numpy(X)),
+            Panel("target Y = corr2d(X, K)", dc.to_numpy(Y), signed=True, limit=shown),
+            Panel(f"prediction corr2d(X, learned), seed {args.seed}", prediction, signed=True, limit=shown),
+            Panel("true kernel K", np.array([[1.0, -1.0]]), signed=True, kernel=True, limit=limit),
+            Panel(f"learned kernel, seed {args.seed}", seeded.kernel, signed=True, kernel=True, limit=limit),
+        ], losses={f"seed {args.seed}": seeded.losses, "init='zeros'": zeros.losses},
+            title=f"d2lconv demo on the {backend!r} backend (lr {book.LEARNING_RATE}, {book.EPOCHS} epochs)")
+        if args.json != "-":
+            print(f"wrote {plot_path}")
+    return 0
+
+
+def to_json(record: dict[str, Any]) -> str:
+    """Indented JSON with every list of numbers on one line (a matrix is one line per row)."""
+    text = json.dumps(record, indent=1)
+    return re.sub(r"\[\s+([-+0-9.eEinfaNIty, \n]*?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text)
+
+
+def _silent(*args: Any, **kwargs: Any) -> None:
+    pass
+
+
+def _timed_training(X: Any, Y: Any, *, seed: int | None, init: str,
+                    callback: Callable[[int, float], None] | None = None) -> tuple[dc.TrainResult, list[float]]:
+    """``train_kernel`` as the book runs it, with the wall time of every epoch (from the callbacks)."""
+    book = dc.book
+    stamps = [time.perf_counter()]
+
+    def record(epoch: int, loss: float) -> None:
+        stamps.append(time.perf_counter())
+        if callback is not None:
+            callback(epoch, loss)
+
+    result = dc.train_kernel(X, Y, book.KERNEL_SIZE, lr=book.LEARNING_RATE, epochs=book.EPOCHS, seed=seed,
+                             init=init, callback=record)
+    return result, [later - earlier for earlier, later in zip(stamps, stamps[1:])]
+
+
+def _run_record(result: dc.TrainResult, times: list[float], *, init: str, seed: int | None) -> dict[str, Any]:
+    steady = times[1:] or times  # the first epoch also builds the layer (and compiles, on JAX)
+    return {
+        "init": init, "seed": seed, "kernel": result.kernel.astype(float).tolist(),
+        "losses": [float(loss) for loss in result.losses], "final_loss": float(result.losses[-1]),
+        "seconds_per_step": statistics.median(steady), "seconds_first_step": times[0],
+    }
+
+
+def _listed(x: Any) -> list[list[float]]:
+    return dc.to_numpy(x).astype(float).tolist()
+
+
+def _framework_versions(backend: str) -> dict[str, str]:
+    """Versions of the backend's framework modules, from the modules already imported (costs nothing)."""
+    versions = {}
+    for module in FRAMEWORK_MODULES.get(backend, ()):
+        loaded = sys.modules.get(module)
+        version = getattr(loaded, "__version__", None)
+        if version is None:
+            try:
+                from importlib.metadata import version as distribution_version
+
+                version = distribution_version(module)
+            except Exception:
+                continue
+        versions[module] = str(version)
+    return versions
+
+
+def book_checks(record: dict[str, Any]) -> dict[str, bool]:
+    """Whether a demo record holds the book's results: the figure, the edges, the transposed zeros."""
+    book = dc.book
+
+    def close(values: Any, expected: Any) -> bool:
+        try:
+            values, expected = np.asarray(values, dtype=float), np.asarray(expected, dtype=float)
+        except (TypeError, ValueError):
+            return False
+        return values.shape == expected.shape and bool(np.allclose(values, expected, atol=1e-4))
+
+    return {
+        "figure": close(record.get("figure", {}).get("output"), book.FIGURE_OUTPUT),
+        "edges": close(record.get("edges", {}).get("output"), [book.EDGE_ROW] * 6),
+        "transposed": close(record.get("transposed", {}).get("output"), np.zeros((8, 5))),
+    }
+
+
+# -------------------------------------------------------------------------------------------- compare
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    """One table of the chapter's results from all five backends."""
+    if args.source is not None:
+        records, notes = _records_from(Path(args.source), args.backends)
+    else:
+        records, notes = _records_from_subprocesses(args)
+    print(compare_table(records, notes))
+    failed = [name for name, record in records.items()
+              if record is not None and not all(book_checks(record).values())]
+    failed += [name for name, note in notes.items() if note.startswith("failed")]
+    return 1 if failed else 0
+
+
+def _python_overrides(values: Sequence[str]) -> dict[str, str]:
+    overrides = {}
+    for value in values:
+        name, equals, path = value.partition("=")
+        if not equals or not path:
+            raise UsageError(f"--python takes NAME=PATH (e.g. mxnet=.tox/mxnet/bin/python), got {value!r}")
+        try:
+            name = _backend_name(name)
+        except ValueError as error:
+            raise UsageError(f"--python {value!r}: {error}") from None
+        if not Path(path).exists():
+            raise UsageError(f"--python {value!r}: no such interpreter {path!r}")
+        overrides[name] = path
+    return overrides
+
+
+def project_root(start: Path | None = None) -> Path | None:
+    """The d2lconv checkout containing ``start`` (the current directory): it has tox.ini and our pyproject."""
+    start = (start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        pyproject = folder / "pyproject.toml"
+        if (folder / "tox.ini").is_file() and pyproject.is_file() and 'name = "d2lconv"' in pyproject.read_text():
+            return folder
+    return None
+
+
+def tox_interpreters(backend: str, root: Path | None) -> list[Path]:
+    """The Pythons of the project's tox environments for ``backend`` that exist."""
+    if root is None:
+        return []
+    found = []
+    for env in (backend, f"demo-{backend}"):
+        for relative in ("bin/python", "Scripts/python.exe"):
+            candidate = root / ".tox" / env / relative
+            if candidate.exists():
+                found.append(candidate)
+    return found
+
+
+def how_to_get(backend: str) -> str:
+    if backend == "numpy":
+        return "pip install d2lconv"
+    return (f"run 'tox -e {backend}' in the project, or pip install 'd2lconv[{backend}]', "
+            f"or pass --python {backend}=PATH")
+
+
+def _records_from_subprocesses(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
+    overrides = _python_overrides(args.python or [])
+    available = set(dc.available_backends())
+    root = project_root()
+    records: dict[str, Any] = {}
+    notes: dict[str, str] = {}
+    for backend in args.backends:
+        candidates: list[str] = []
+        if backend in overrides:
+            candidates.append(overrides[backend])
+        else:
+            if backend in available:
+                candidates.append(sys.executable)
+            candidates += [str(path) for path in tox_interpreters(backend, root)]
+        if not candidates:
+            records[backend] = None
+            notes[backend] = f"not run: no Python with {backend} here; {how_to_get(backend)}"
+            continue
+        errors = []
+        for python in candidates:
+            if not args.quiet:
+                print(f"compare: {backend} with {python} ...", file=sys.stderr, flush=True)
+            record, error = _run_demo_in(python, backend, args.seed, args.timeout)
+            if record is not None:
+                records[backend] = record
+                break
+            errors.append(f"{python}: {error}")
+        else:
+            records[backend] = None
+            notes[backend] = "failed: " + "; ".join(errors)
+    return records, notes
+
+
+def _run_demo_in(python: str, backend: str, seed: int, timeout: float) -> tuple[dict[str, Any] | None, str]:
+    command = [python, "-m", "d2lconv.cli", "demo", "--backend", backend, "--json", "--seed", str(seed)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    env.pop("D2LCONV_BACKEND", None)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return None, f"timed out after {timeout:g} s"
+    except OSError as error:
+        return None, f"cannot run it ({error.strerror or error})"
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+        return None, (lines[-1] if lines else f"exit status {done.returncode}")
+    record = _parse_json_output(done.stdout)
+    if record is None:
+        return None, "its output is not the JSON of 'd2lconv demo --json'"
+    return record, ""
+
+
+def _parse_json_output(text: str) -> dict[str, Any] | None:
+    """The JSON object in ``text``, even if a framework printed something on stdout before it."""
+    decoder = json.JSONDecoder()
+    position = 0
+    while True:
+        start = text.find("{", position)
+        if start < 0:
+            return None
+        if start == 0 or text[start - 1] == "\n":
+            try:
+                record, end = decoder.raw_decode(text, start)
+            except json.JSONDecodeError:
+                record = None
+            if isinstance(record, dict) and "backend" in record and not text[end:].strip():
+                return record
+        position = start + 1
+
+
+def _records_from(folder: Path, backends: Sequence[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    if not folder.is_dir():
+        raise UsageError(f"--from {str(folder)!r}: no such directory")
+    records: dict[str, Any] = dict.fromkeys(backends)
+    notes: dict[str, str] = {}
+    skipped: list[str] = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise UsageError(f"cannot read {str(path)!r}: {error}") from None
+        if not isinstance(record, dict) or record.get("backend") not in dc.BACKENDS or "learning" not in record:
+            skipped.append(path.name)
+            continue
+        if record["backend"] in records:
+            records[record["backend"]] = record
+    for backend, record in records.items():
+        if record is None:
+            notes[backend] = (f"not run: no results for it in {str(folder)!r}; run 'tox -e demo-{backend}' "
+                              f"(or 'd2lconv demo --backend {backend} --seed 0 --json {folder / (backend + '.json')}')")
+    if skipped:
+        print(f"compare: skipped {', '.join(skipped)} in {str(folder)!r}: not the JSON of 'd2lconv demo --json'",
+              file=sys.stderr)
+    return records, notes
+
+
+def _kernel_text(kernel: Any) -> str:
+    values = np.asarray(kernel, dtype=float).ravel()
+    return "[" + ", ".join(f"{value:+.4f}" for value in values) + "]"
+
+
+def compare_table(records: dict[str, Any], notes: dict[str, str]) -> str:
+    """The five backends' results as one plain-text table, with what the columns mean below it."""
+    header = ["backend", "framework", "figure", "edges", "X.T", "kernel, seed 0", "loss", "kernel, zeros",
+              "loss", "ms/step"]
+    rows: list[list[str]] = []
+    zeros_kernels = []
+    for backend in records:
+        record = records[backend]
+        if record is None:
+            rows.append([backend, notes.get(backend, "not run")])
+            continue
+        checks = book_checks(record)
+        versions = record.get("versions") or {}
+        runs = record.get("learning", {}).get("runs", {})
+        seeded, zeros = runs.get("seed", {}), runs.get("zeros", {})
+        if "kernel" in zeros:
+            zeros_kernels.append(np.asarray(zeros["kernel"], dtype=float))
+        seconds = [run.get("seconds_per_step") for run in (seeded, zeros) if run.get("seconds_per_step") is not None]
+        rows.append([
+            backend,
+            " ".join(f"{module} {version}" for module, version in versions.items()) or "?",
+            *("ok" if checks[name] else "WRONG" for name in ("figure", "edges", "transposed")),
+            _kernel_text(seeded.get("kernel", [])), _loss_text(seeded.get("final_loss")),
+            _kernel_text(zeros.get("kernel", [])), _loss_text(zeros.get("final_loss")),
+            f"{1e3 * min(seconds):.3g}" if seconds else "?",
+        ])
+    full = [row for row in [header, *rows] if len(row) == len(header)]
+    widths = [max(len(row[column]) for row in full) for column in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    ran = [backend for backend, record in records.items() if record is not None]
+    notes_text = [
+        f"Ran {len(ran)} of {len(records)} backends" + (f" ({', '.join(ran)})." if ran else "."),
+        "figure: corr2d([[0,1,2],[3,4,5],[6,7,8]], [[0,1],[2,3]]) is [[19, 25], [37, 43]]. edges: every row of "
+        "the 6x7 edge map is [0, 1, 0, 0, 0, -1, 0]. X.T: corr2d(X.T, K) is 8x5 zeros.",
+        "kernel, seed 0: the (1, 2) kernel after the book's 10 epochs at lr 0.03 from each framework's own random "
+        "start (seed 0), so these differ; the true kernel is [+1, -1].",
+    ]
+    if len(zeros_kernels) > 1:
+        spread = max(float(np.abs(k - zeros_kernels[0]).max()) for k in zeros_kernels)
+        notes_text.append(f"kernel, zeros: the same from init='zeros', one start for all, so these agree "
+                          f"(largest difference between backends: {spread:.2g}).")
+    else:
+        notes_text.append("kernel, zeros: the same from init='zeros', one start for all backends.")
+    notes_text.append("loss: the summed squared error at the last epoch. ms/step: median time of one training step.")
+    lines.append("")
+    lines += [textwrap.fill(text, width=110, subsequent_indent="  ") for text in notes_text]
+    return "\n".join(lines)
+
+
+def _loss_text(loss: Any) -> str:
+    return "?" if not isinstance(loss, (int, float)) else f"{loss:.3g}"
+
+
+# ---------------------------------------------------------------------------------------------- edges
+
+
+def run_edges(args: argparse.Namespace) -> int:
+    """Cross-correlate an image (or the sample) with a kernel and write the response as an image."""
+    label, make_kernel = _kernel_from(args)
+    image, name = _load_image(args.image)
+    output = args.output or f"{Path(args.image).stem if args.image else 'sample'}-{label}.png"
+    output = images.check_output(output)
+    images.image_format(output)
+    plot_path = _check_plot(args.plot)
+    kernel = make_kernel()
+    _check_fits(image, kernel)
+    response = dc.to_numpy(dc.corr2d(dc.tensor(image.astype(np.float32)), dc.tensor(kernel))).astype(np.float64)
+    signed = bool((kernel < 0).any() or (response < 0).any())
+    low, high = images.write_image(output, response, signed)
+    rows, cols = response.shape
+    print(f"{name} ({_size(image)}) * kernel {label!r} {_kernel_inline(kernel)} on the {dc.get_backend()!r} backend")
+    print(f"response: {rows}x{cols}, range [{response.min():.4g}, {response.max():.4g}]")
+    if signed:
+        print(f"wrote {output} (0 is mid-grey; black is {low:.3g}, white is +{high:.3g})")
+    else:
+        print(f"wrote {output} (black is {low:.3g}, white is {high:.3g})")
+    if plot_path is not None:
+        from d2lconv.plots import Panel, save_figure
+
+        save_figure(plot_path, [
+            Panel(f"input: {name}", image, signed=False),
+            Panel(f"response: corr2d(input, {label})", response, signed=signed),
+            Panel(f"kernel {label}", kernel, kernel=True),
+        ], title=f"d2lconv edges on the {dc.get_backend()!r} backend")
+        print(f"wrote {plot_path}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- learn
+
+
+def run_learn(args: argparse.Namespace) -> int:
+    """Filter an image with a kernel, then learn the kernel back from the image and the result."""
+    label, make_kernel = _kernel_from(args)
+    image, name = _load_image(args.image)
+    plot_path = _check_plot(args.plot)
+    kernel = make_kernel()
+    original = _size(image)
+    if args.max_size:
+        image = images.shrink(image, args.max_size)
+    _check_fits(image, kernel)
+    mean = float(image.mean())
+    inputs = image - mean if args.center else image
+    X = dc.tensor(inputs.astype(np.float32))
+    Y = dc.corr2d(X, dc.tensor(kernel))
+    lr = args.lr
+    if lr == "auto":
+        curvature = dc.largest_curvature(inputs, kernel.shape)
+        lr = 1.0 / curvature
+        lr_text = f"auto = {lr:.3g} (1 / the loss's largest curvature, {curvature:.4g})"
+    else:
+        lr_text = f"{lr:g}"
+    shrunk = f", shrunk from {original}" if _size(image) != original else ""
+    centred = f", mean {mean:.3f} subtracted" if args.center else ""
+    print(f"learning kernel {label!r} ({kernel.shape[0]}x{kernel.shape[1]}) back from {name} "
+          f"({_size(image)}{shrunk}{centred}) on the {dc.get_backend()!r} backend")
+    print(f"lr {lr_text}, {args.epochs} epochs, init {args.init}"
+          + (f", seed {args.seed}" if args.init == "random" else ""), flush=True)
+    bar = _progress_bar(args.epochs, quiet=args.quiet)
+    stamps = [time.perf_counter()]
+
+    def progress(epoch: int, loss: float) -> None:
+        stamps.append(time.perf_counter())
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(f"loss {loss:.4g}", refresh=epoch == args.epochs)  # the last state is drawn
+
+    try:
+        result = dc.train_kernel(X, Y, kernel.shape, lr=lr, epochs=args.epochs, init=args.init, seed=args.seed,
+                                 callback=progress)
+    except dc.TrainingDivergedError as error:
+        raise RunError(f"{error} (on the command line: --lr auto)") from error
+    finally:
+        if bar is not None:
+            bar.close()
+    learned = np.asarray(result.kernel, dtype=np.float64)
+    difference = float(np.abs(learned - kernel).max())
+    print()
+    print(_side_by_side(kernel, learned))
+    print(f"\nlargest difference |learned - true|: {difference:.2g}")
+    per_epoch = statistics.median(np.diff(stamps[1:])) if len(stamps) > 2 else stamps[-1] - stamps[0]
+    print(f"loss {result.losses[0]:.4g} -> {result.losses[-1]:.4g} after {args.epochs} epochs "
+          f"({1e3 * per_epoch:.3g} ms per epoch)")
+    outputs = (image.shape[0] - kernel.shape[0] + 1) * (image.shape[1] - kernel.shape[1] + 1)
+    if outputs < kernel.size:
+        print(f"the {_size(image)} image gives only {outputs} target values for the kernel's {kernel.size} "
+              "numbers, so many kernels fit them: use a larger image (--max-size)")
+    elif difference > 1e-2:
+        print(f"not converged to 1e-2 yet: try --epochs {4 * args.epochs}"
+              + ("" if args.center else " or leave out --no-center"))
+    if plot_path is not None:
+        from d2lconv.plots import Panel, save_figure
+
+        prediction = dc.to_numpy(dc.corr2d(X, dc.tensor(learned.astype(np.float32))))
+        limit = max(float(np.abs(kernel).max()), float(np.abs(learned).max())) or 1.0
+        kernel_signed = bool((kernel < 0).any() or (learned < 0).any())
+        target = dc.to_numpy(Y)
+        target_signed = bool(kernel_signed or (target < 0).any())
+        shown = max(float(np.abs(target).max()), float(np.abs(prediction).max())) or 1.0
+        save_figure(plot_path, [
+            Panel(f"input: {name}" + (" (centred)" if args.center else ""), inputs, signed=args.center,
+                  gray=True),
+            Panel(f"target: corr2d(input, {label})", target, signed=target_signed, limit=shown),
+            Panel("prediction: corr2d(input, learned)", prediction, signed=target_signed, limit=shown),
+            Panel(f"true kernel {label}", kernel, signed=kernel_signed, kernel=True, limit=limit),
+            Panel(f"learned kernel (max diff {difference:.1g})", learned, signed=kernel_signed, kernel=True,
+                  limit=limit),
+        ], losses={f"lr {lr:.3g}, init {args.init}": result.losses},
+            title=f"d2lconv learn on the {dc.get_backend()!r} backend")
+        print(f"wrote {plot_path}")
+    return 0
+
+
+def _progress_bar(total: int, *, quiet: bool) -> Any:
+    """A tqdm bar on stderr, or None when quiet or when stderr is not a terminal."""
+    if quiet or not sys.stderr.isatty():
+        return None
+    tqdm = images.require("tqdm", "the progress bar (or pass --quiet)").tqdm
+    return tqdm(total=total, desc="learning", unit="epoch", file=sys.stderr, dynamic_ncols=True, leave=False)
+
+
+def _side_by_side(true: np.ndarray, learned: np.ndarray) -> str:
+    def cells(matrix: np.ndarray) -> list[str]:
+        return ["[" + " ".join(f"{value:8.4f}" for value in row) + " ]" for row in matrix]
+
+    left, right = cells(true), cells(learned)
+    width = max(len(left[0]), len("true kernel"))
+    lines = [f"{'true kernel'.ljust(width)}    learned kernel"]
+    lines += [f"{a.ljust(width)}    {b}" for a, b in zip(left, right)]
+    return "\n".join(line.replace("-0.0000", " 0.0000") for line in lines)
+
+
+# ------------------------------------------------------------------------------------- shared helpers
+
+
+def _kernel_from(args: argparse.Namespace) -> tuple[str, Callable[[], np.ndarray]]:
+    """The label of ``--kernel NAME`` or ``--kernel-values`` and a function making the float64 kernel.
+
+    Both are checked here, before any framework is imported; making a named kernel imports the backend's.
+    """
+    if args.kernel_values is not None:
+        values = parse_kernel_values(args.kernel_values)
+        return "custom", lambda: values
+    label = args.kernel.strip().lower()
+    if label not in dc.kernels.NAMED:
+        raise UsageError(f"unknown kernel {args.kernel!r}; choose one of {', '.join(dc.kernels.NAMED)} "
+                         "or give --kernel-values")
+    return label, lambda: dc.to_numpy(dc.kernels.named(label)).astype(np.float64)
+
+
+def parse_kernel_values(text: str) -> np.ndarray:
+    """``"1,-1"`` is one row; rows are separated by ``;``: ``"1,0,-1;2,0,-2;1,0,-1"``."""
+    rows = []
+    for row_text in text.strip().strip(";").split(";"):
+        row = []
+        for cell in row_text.split(","):
+            cell = cell.strip()
+            try:
+                value = float(cell)
+            except ValueError:
+                raise UsageError(f"malformed --kernel-values {text!r}: {cell!r} is not a number "
+                                 "(write rows of comma-separated numbers separated by ';', e.g. '1,0,-1;2,0,-2')"
+                                 ) from None
+            if not math.isfinite(value):
+                raise UsageError(f"malformed --kernel-values {text!r}: {cell!r} is not a finite number")
+            row.append(value)
+        rows.append(row)
+    if len({len(row) for row in rows}) != 1:
+        raise UsageError(f"malformed --kernel-values {text!r}: rows have different lengths "
+                         f"({', '.join(str(len(row)) for row in rows)})")
+    return np.array(rows, dtype=np.float64)
+
+
+def _load_image(path: str | None) -> tuple[np.ndarray, str]:
+    if path is None:
+        return images.sample_image(), "the sample image"
+    try:
+        return images.read_image(path), repr(path)
+    except ImageError as error:
+        raise UsageError(str(error)) from None
+
+
+def _check_fits(image: np.ndarray, kernel: np.ndarray) -> None:
+    if kernel.shape[0] > image.shape[0] or kernel.shape[1] > image.shape[1]:
+        raise UsageError(f"the {kernel.shape[0]}x{kernel.shape[1]} kernel is larger than the image "
+                         f"({_size(image)})")
+
+
+def _check_plot(path: str | None) -> Path | None:
+    if path is None:
+        return None
+    from d2lconv.plots import plot_format
+
+    checked = images.check_output(path)
+    plot_format(checked)
+    return checked
+
+
+def _size(image: np.ndarray) -> str:
+    return f"{image.shape[0]}x{image.shape[1]}"
+
+
+def _kernel_inline(kernel: np.ndarray) -> str:
+    rows = ["[" + ", ".join(f"{value:g}" for value in row) + "]" for row in np.asarray(kernel)]
+    text = "[" + ", ".join(rows) + "]"
+    return text if len(text) <= 60 else f"({kernel.shape[0]}x{kernel.shape[1]})"
+
+
+# ------------------------------------------------------------------------------------------ the parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line: ``d2lconv: error: ...``, exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        hint = f" (see '{self.prog} --help')"
+        self.exit(2, f"d2lconv: error: {message}{hint}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _size_limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or more, got {value}")
+    return value
+
+
+def _learning_rate(text: str) -> float | str:
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or 'auto'") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number or 'auto', got {text!r}")
+    return value
+
+
+def _backend_name(text: str) -> str:
+    key = text.strip().lower()
+    key = dc.ALIASES.get(key, key)
+    if key not in dc.BACKENDS:
+        raise ValueError(f"unknown backend {text!r}; valid names are {', '.join(dc.BACKENDS)}")
+    return key
+
+
+def _backend_list(text: str) -> tuple[str, ...]:
+    try:
+        chosen = {_backend_name(name) for name in text.split(",") if name.strip()}
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if not chosen:
+        raise argparse.ArgumentTypeError("name at least one backend")
+    return tuple(name for name in dc.BACKENDS if name in chosen)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="d2lconv", description="The 'Convolutions for Images' chapter of d2l.ai on five backends.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = _Parser(prog="d2lconv", description="The 'Convolutions for Images' chapter of d2l.ai on five backends.",
+                     epilog=EPILOG, formatter_class=formatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks instead of one-line errors")
+    backend = argparse.ArgumentParser(add_help=False)
+    backend.add_argument("--backend", metavar="NAME",
+                         help=f"one of {', '.join(dc.BACKENDS)} (default: $D2LCONV_BACKEND or numpy)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    demo = commands.add_parser("demo", help="run the chapter on one backend and print the book's results")
-    demo.add_argument("--backend", help=f"one of {', '.join(dc.BACKENDS)} (default: $D2LCONV_BACKEND or numpy)")
+
+    demo = commands.add_parser("demo", parents=[backend, common], epilog=DEMO_EPILOG, formatter_class=formatter,
+                               help="run the chapter on one backend and print the book's results",
+                               description="Run the chapter on one backend and print what the book prints.")
     demo.add_argument("--seed", type=int, default=None, help="seed the kernel's random start (the book does not)")
+    demo.add_argument("--json", nargs="?", const="-", metavar="PATH",
+                      help="write every result as JSON to PATH, or to stdout (instead of the printout) without PATH")
+    demo.add_argument("--plot", metavar="OUT.png", help="also draw the data, kernels and losses (needs matplotlib)")
     demo.set_defaults(run=run_demo)
+
+    compare = commands.add_parser("compare", parents=[common], epilog=COMPARE_EPILOG, formatter_class=formatter,
+                                  help="the chapter's results from all five backends in one table",
+                                  description="Run the chapter on every backend, each in its own interpreter, "
+                                              "and print one table.")
+    compare.add_argument("--from", dest="source", metavar="DIR",
+                         help="merge JSON files written by 'd2lconv demo --json PATH' instead of running anything")
+    compare.add_argument("--backends", metavar="LIST", type=_backend_list, default=dc.BACKENDS,
+                         help=f"comma-separated backends to show (default: all, {','.join(dc.BACKENDS)})")
+    compare.add_argument("--python", action="append", metavar="NAME=PATH",
+                         help="the interpreter for backend NAME (repeatable)")
+    compare.add_argument("--seed", type=int, default=0, help="the seed of the random start (default 0)")
+    compare.add_argument("--timeout", type=_seconds, default=600.0, help="seconds per backend (default 600)")
+    compare.add_argument("--quiet", action="store_true", help="do not report each backend's run on stderr")
+    compare.set_defaults(run=run_compare)
+
+    kernel_options = argparse.ArgumentParser(add_help=False)
+    choice = kernel_options.add_mutually_exclusive_group()
+    choice.add_argument("--kernel", default="edge", metavar="NAME",
+                        help=f"a named kernel: {', '.join(dc.kernels.NAMED)} (default: edge, the book's [[1, -1]])")
+    choice.add_argument("--kernel-values", metavar="VALUES",
+                        help="the kernel's numbers: '1,-1' is one row; rows are separated by ';', "
+                             "e.g. '1,0,-1;2,0,-2;1,0,-1'")
+
+    edges = commands.add_parser("edges", parents=[kernel_options, backend, common], epilog=EDGES_EPILOG,
+                                formatter_class=formatter, help="apply a kernel to an image, write the response",
+                                description="Cross-correlate an image with a kernel and write the response as an "
+                                            "image.")
+    edges.add_argument("image", nargs="?", metavar="IMAGE",
+                       help="a PNG or JPEG (read as grayscale in [0, 1]); default: the built-in sample image")
+    edges.add_argument("-o", "--output", metavar="OUT.png",
+                       help="where to write the response (default: IMAGE-KERNEL.png here, e.g. sample-edge.png)")
+    edges.add_argument("--plot", metavar="OUT.png", help="also draw input, response and kernel (needs matplotlib)")
+    edges.set_defaults(run=run_edges)
+
+    learn = commands.add_parser("learn", parents=[kernel_options, backend, common], epilog=LEARN_EPILOG,
+                                formatter_class=formatter, help="learn a kernel back from an image and its response",
+                                description="Filter an image with a kernel, then learn the kernel back with "
+                                            "train_kernel.")
+    learn.add_argument("image", nargs="?", metavar="IMAGE",
+                       help="a PNG or JPEG (read as grayscale in [0, 1]); default: the built-in sample image")
+    learn.add_argument("--epochs", type=_positive_int, default=DEFAULT_EPOCHS,
+                       help=f"gradient descent steps (default {DEFAULT_EPOCHS})")
+    learn.add_argument("--lr", type=_learning_rate, default="auto",
+                       help="the learning rate, or 'auto': 1 / the loss's largest curvature (default)")
+    learn.add_argument("--init", choices=("random", "zeros"), default="random",
+                       help="the kernel's start: the framework's random init (default) or zeros")
+    learn.add_argument("--seed", type=int, default=0, help="seed of the random start (default 0)")
+    learn.add_argument("--max-size", type=_size_limit, default=DEFAULT_MAX_SIZE, metavar="PIXELS",
+                       help=f"shrink the image so its longest side is at most this (default {DEFAULT_MAX_SIZE}; "
+                            "0 keeps it)")
+    learn.add_argument("--no-center", dest="center", action="store_false",
+                       help="keep the image's mean (gradient descent then converges much more slowly)")
+    learn.add_argument("--plot", metavar="OUT.png",
+                       help="also draw input, target, prediction, kernels and the loss curve (needs matplotlib)")
+    learn.add_argument("--quiet", action="store_true", help="no progress bar")
+    learn.set_defaults(run=run_learn)
     return parser
 
 
@@ -64,24 +840,29 @@ def main(argv: Sequence[str] | None = None) -> int:
                 dc.set_backend(args.backend)
             except ValueError as error:
                 raise UsageError(str(error)) from error
-        else:
+        elif args.command != "compare":
             dc.get_backend()  # a bad D2LCONV_BACKEND is a usage error too
-        args.run(args)
-    except UsageError as error:
-        return _fail(args, error, 2)
-    except dc.BackendNotInstalledError as error:
+        return args.run(args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("\nd2lconv: error: interrupted", file=sys.stderr)
+        return 130
+    except (UsageError, ImageError, dc.BackendNotInstalledError) as error:
         return _fail(args, error, 2)
     except ValueError as error:
         return _fail(args, error, 2 if "D2LCONV_BACKEND" in str(error) else 1)
-    except (dc.TrainingDivergedError, TypeError, RuntimeError, OSError) as error:
+    except (RunError, MissingPackageError, dc.TrainingDivergedError, OSError) as error:
         return _fail(args, error, 1)
-    return 0
+    except Exception as error:  # never a traceback without --debug
+        return _fail(args, error, 1, f"{type(error).__name__}: {error} (run with --debug for the traceback)")
 
 
-def _fail(args: argparse.Namespace, error: BaseException, status: int) -> int:
+def _fail(args: argparse.Namespace, error: BaseException, status: int, message: str | None = None) -> int:
     if args.debug:
         raise error
-    print(f"d2lconv: error: {error}", file=sys.stderr)
+    message = " ".join((message or str(error)).split())  # one line, whatever the error's text
+    print(f"d2lconv: error: {message}", file=sys.stderr)
     return status
 
 
