@@ -28,11 +28,11 @@ def choose_method(adapter: ModuleType, input_shape: tuple[int, int], K: Any, str
     h, w = K.shape
     out_h, out_w = methods.valid_shape(input_shape, (h, w), stride)
     taps = h * w
-    if out_h * out_w * taps < getattr(adapter, "NATIVE_BELOW", 0):  # TEMP until every adapter sets it
+    if out_h * out_w * taps < adapter.NATIVE_BELOW:
         return "native"
     costs = {"direct": taps}
     if adapter.corr2d_fft is not None:
-        costs["fft"] = getattr(adapter, "FFT_PASSES", 48) * stride[0] * stride[1]  # TEMP
+        costs["fft"] = adapter.FFT_PASSES * stride[0] * stride[1]
     if (h + w < min(costs.values()) and out_h * out_w >= SEPARABLE_MIN_OUTPUT and adapter.is_constant(K)
             and methods.rank_one_factors(adapter.to_numpy(K)) is not None):
         return "separable"

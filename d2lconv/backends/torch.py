@@ -22,15 +22,15 @@ from d2lconv._corr import correlate
 from d2lconv._inputs import pair
 
 NAME = "torch"
+NATIVE_TYPE = "torch.Tensor"
+# torch.fft's rfft2 correlation cost about as much as 60 eager multiply-add passes at 512-2048 pixels.
+FFT_PASSES = 60
+# F.conv2d is one call where direct is h * w small ones: it won up to about 256x256 with a 3x3 kernel.
+NATIVE_BELOW = 1 << 18
 _this = sys.modules[__name__]
 
 # NumPy dtype <-> torch dtype, filled on first sight (dtype_of runs on every call, so it is a dict look-up).
-_NUMPY_DTYPES: dict[torch.dtype, np.dtype] = {
-    torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64),
-    # NumPy has no bfloat16 or complex32: stand-ins of the same kind and size, so they are computed in
-    # float32 (and complex data is refused) as the same data would be in NumPy.
-    torch.bfloat16: np.dtype(np.float16), torch.complex32: np.dtype(np.complex64),
-}
+_NUMPY_DTYPES: dict[torch.dtype, np.dtype] = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64)}
 _TORCH_DTYPES: dict[np.dtype, torch.dtype] = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 
 
@@ -50,7 +50,12 @@ def to_numpy(x: torch.Tensor) -> np.ndarray:
 def dtype_of(x: torch.Tensor) -> np.dtype:
     dtype = _NUMPY_DTYPES.get(x.dtype)
     if dtype is None:
-        dtype = _NUMPY_DTYPES[x.dtype] = torch.empty(0, dtype=x.dtype).numpy().dtype
+        try:
+            dtype = torch.empty(0, dtype=x.dtype).numpy().dtype
+        except TypeError:  # bfloat16, float8, complex32: NumPy has none, so name a stand-in of the same kind
+            dtype = np.dtype(np.complex64 if x.dtype.is_complex else np.float16 if x.dtype.is_floating_point
+                             else np.int64)
+        _NUMPY_DTYPES[x.dtype] = dtype
     return dtype
 
 
@@ -124,6 +129,10 @@ class Conv2D(nn.Module):
             self.register_parameter("bias", None)
         self.padding, self.stride = padding, pair(stride, "stride", minimum=1)
 
+    def extra_repr(self) -> str:
+        return (f"kernel_size={tuple(self.weight.shape)}, bias={self.bias is not None}, "
+                f"padding={self.padding!r}, stride={self.stride}")
+
     def forward(self, x: Any) -> torch.Tensor:
         Y = correlate(_this, x, self.weight, padding=self.padding, stride=self.stride)
         return Y if self.bias is None else Y + self.bias
@@ -196,3 +205,10 @@ def layer_vjp(layer: Conv2D, x: torch.Tensor, G: torch.Tensor) -> dict[str, torc
 def layer_parameters(layer: Conv2D) -> dict[str, np.ndarray]:
     """The layer's parameters as NumPy arrays (copies), by name."""
     return {name: to_numpy(param).copy() for name, param in layer.named_parameters()}
+
+
+def sparse_matrix(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> torch.Tensor:
+    """A coalesced ``torch.sparse_coo_tensor`` (duplicate entries summed), ready for ``torch.sparse.mm``."""
+    indices = torch.from_numpy(np.stack([rows, cols]).astype(np.int64))
+    values = torch.from_numpy(np.ascontiguousarray(values))
+    return torch.sparse_coo_tensor(indices, values, shape, check_invariants=True).coalesce()
