@@ -19,7 +19,11 @@ from d2lconv._inputs import as_tensor, check_matrix, pad_amounts, pair, to_numpy
 def corr2d_entries(
     kernel: np.ndarray, input_shape: tuple[int, int], padding: Any = 0, stride: Any = 1
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]:
-    """``(rows, cols, values, shape)`` of the nonzero pattern of the cross-correlation matrix (NumPy)."""
+    """``(rows, cols, values, shape)`` of the nonzero pattern of the cross-correlation matrix (NumPy).
+
+    Each output element sees each input element at most once, so the entries are unique, and they come
+    sorted by row, then column (the order CSR and TensorFlow's sparse ops want).
+    """
     kernel = np.asarray(kernel)
     H, W = input_shape
     strides = pair(stride, "stride", minimum=1)

@@ -19,7 +19,7 @@ An adapter is a module that the common API (``d2lconv._corr``, ``_tensors``, ``t
   (one epoch of the book's loop, returning the loss before the update) and ``parameters() ->
   (kernel, bias or None)``.
 - ``layer_parameters(layer) -> {name: NumPy array}``; ``sparse_matrix(rows, cols, values, shape)``: the
-  framework's own sparse matrix (duplicates summed), for ``corr2d_matrix(..., sparse=True)``.
+  framework's own sparse matrix, for ``corr2d_matrix(..., sparse=True)``.
 - ``corr2d_vjp(X, K, G, *, method, padding, stride) -> (dX, dK)`` and ``layer_vjp(layer, x, G) ->
   {name: grad}``: gradients of ``sum(G * output)`` by the framework's autodiff.
 """

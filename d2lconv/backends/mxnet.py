@@ -257,8 +257,9 @@ def layer_parameters(layer: Conv2D) -> dict[str, onp.ndarray]:
 
 
 def sparse_matrix(rows: onp.ndarray, cols: onp.ndarray, values: onp.ndarray, shape: tuple[int, int]) -> Any:
-    """MXNet's own sparse matrix, a ``CSRNDArray`` (``mxnet.numpy`` has no sparse type), duplicates summed."""
-    keys, position = onp.unique(rows * shape[1] + cols, return_inverse=True)  # sorted by row, then column
-    data = onp.bincount(position, weights=values, minlength=len(keys)).astype(values.dtype)
-    indptr = onp.concatenate([[0], onp.cumsum(onp.bincount(keys // shape[1], minlength=shape[0]))])
-    return mx.nd.sparse.csr_matrix((data, keys % shape[1], indptr), shape=shape, dtype=values.dtype)
+    """MXNet's own sparse matrix, a ``CSRNDArray`` (``mxnet.numpy`` has no sparse type).
+
+    The entries arrive unique and sorted by row, so the row pointers are the running count per row.
+    """
+    indptr = onp.concatenate([[0], onp.cumsum(onp.bincount(rows, minlength=shape[0]))])
+    return mx.nd.sparse.csr_matrix((values, cols, indptr), shape=shape, dtype=values.dtype)
