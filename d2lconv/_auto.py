@@ -30,6 +30,9 @@ def choose_method(adapter: ModuleType, input_shape: tuple[int, int], K: Any, str
     taps = h * w
     if out_h * out_w * taps < adapter.NATIVE_BELOW:
         return "native"
+    if (h + w >= taps or out_h * out_w < SEPARABLE_MIN_OUTPUT) and (
+            adapter.corr2d_fft is None or taps <= adapter.FFT_PASSES * stride[0] * stride[1]):
+        return "direct"  # the common small case, decided without the cost table
     costs = {"direct": taps}
     if adapter.corr2d_fft is not None:
         costs["fft"] = adapter.FFT_PASSES * stride[0] * stride[1]

@@ -60,6 +60,7 @@ FRAMEWORKS: dict[str, Framework] = {
 
 _process_choice: str | None = None
 _adapters: dict[str, ModuleType] = {}  # loaded adapters by canonical name
+_environment_names: dict[str, str] = {}  # D2LCONV_BACKEND values already read, by their canonical name
 _block_choice: ContextVar[str | None] = ContextVar("d2lconv_backend", default=None)
 
 
@@ -80,12 +81,15 @@ def canonical_name(name: str) -> str:
 
 def _from_environment() -> str:
     value = os.environ.get(ENV_VAR, "")
-    if not value.strip():
-        return DEFAULT_BACKEND
+    known = _environment_names.get(value)
+    if known is not None:
+        return known
     try:
-        return canonical_name(value)
+        name = canonical_name(value) if value.strip() else DEFAULT_BACKEND
     except ValueError as error:
         raise ValueError(f"{ENV_VAR}: {error}") from None
+    _environment_names[value] = name
+    return name
 
 
 def get_backend() -> str:

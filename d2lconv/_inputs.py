@@ -28,6 +28,7 @@ _FRAMEWORK_BY_MODULE = {
     "mxnet": "mxnet",
 }
 _RaggedWarning = getattr(np, "exceptions", np).VisibleDeprecationWarning  # NumPy < 1.24 only warns
+_STORED_DTYPES = frozenset({np.dtype(np.float32), np.dtype(np.float64)})  # kept as they are
 
 
 def framework_of(x: Any) -> str | None:
@@ -65,8 +66,9 @@ def as_tensor(adapter: ModuleType, data: Any, name: str = "input") -> Any:
     """
     if adapter.is_native(data):
         dtype = adapter.dtype_of(data)
-        wanted = compute_dtype(dtype, name)
-        return data if wanted == dtype else adapter.cast(data, wanted)
+        if dtype in _STORED_DTYPES:  # the common case, decided without building dtypes
+            return data
+        return adapter.cast(data, compute_dtype(dtype, name))
     framework = framework_of(data)
     if framework == adapter.NAME:
         raise TypeError(
