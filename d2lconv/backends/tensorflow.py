@@ -3,13 +3,14 @@
 Tensors are ``tf.Tensor``; ``tf.Variable`` and Keras 3 variables (which are not ``tf.Variable``) are
 accepted as inputs too. The vectorised methods are compiled with XLA (``tf.function(jit_compile=True)``),
 which fuses the sum of shifted slices into one pass; ``Conv2D`` is a Keras layer and the learning loop
-is one compiled ``tf.function`` step per epoch.
+is one traced ``tf.function`` step per epoch, whose layer (the tab's ``tf.keras.layers.Conv2D``) convolves
+through these methods.
 """
 
 from __future__ import annotations
 
 import sys
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 import numpy as np
@@ -22,9 +23,10 @@ from d2lconv._inputs import as_tensor, framework_of, pair
 
 NAME = "tensorflow"
 NATIVE_TYPE = "tf.Tensor (tf.Variable and Keras variables are read as tensors)"
-# XLA's fused sum of shifted slices met XLA's rfft2d correlation at 120-220 kernel taps (256x256 to 2048x2048).
-FFT_PASSES = 150
-NATIVE_BELOW = 0  # tf.nn.conv2d never wins: on the book's 3x3 input it took 0.3 ms, the compiled direct 0.2 ms
+# XLA's fused sum of shifted slices met the XLA rfft2d correlation at 11x11 = 121 kernel taps, at 256x256, 512x512
+# and 2048x2048 alike (tiled FFT above ~1500x1500); from 19x19 on the fused sum slows down ~15x (XLA gives up).
+FFT_PASSES = 120
+NATIVE_BELOW = 0  # tf.nn.conv2d never wins: on the book's 3x3 input it took 0.3 ms, the compiled direct 0.17 ms
 _this = sys.modules[__name__]
 
 
@@ -105,13 +107,61 @@ def _per_shape(function: Any, **options: Any) -> Any:
         concrete = cache.get(key)
         if concrete is None:
             concrete = cache[key] = traced.get_concrete_function(*args)
-        return concrete(*args)
+        # The flat call skips re-binding the arguments to the signature, which took longer (~0.1 ms) than a
+        # small input's whole computation; the tensors are already the ones it was traced for.
+        return concrete._call_flat([a for a in args if isinstance(a, tf.Tensor)], concrete.captured_inputs)
 
     return call
 
 
 # XLA fuses the sum of shifted slices into a single pass over the input.
 _direct = _per_shape(methods.corr2d_direct, jit_compile=True)
+
+
+def _kernel_gradient(X: tf.Tensor, G: tf.Tensor, kernel_shape: tuple[int, int], stride: tuple[int, int]) -> tf.Tensor:
+    """The gradient of ``sum(G * corr2d(X, K))`` by ``K``: one sum of products per kernel element."""
+    (h, w), (s_h, s_w) = kernel_shape, stride
+    rows, cols = (G.shape[0] - 1) * s_h + 1, (G.shape[1] - 1) * s_w + 1
+    sums = [tf.reduce_sum(X[a:a + rows:s_h, b:b + cols:s_w] * G) for a in range(h) for b in range(w)]
+    return tf.reshape(tf.stack(sums), kernel_shape)
+
+
+def _input_gradient(G: tf.Tensor, K: tf.Tensor, input_shape: tuple[int, int], stride: tuple[int, int]) -> tf.Tensor:
+    """The gradient of ``sum(G * corr2d(X, K))`` by ``X``, as TensorFlow derives it from the sum of slices."""
+    X = tf.zeros(input_shape, G.dtype)
+    with tf.GradientTape() as tape:
+        tape.watch(X)
+        Y = methods.corr2d_direct(X, K, stride)
+    return tape.gradient(Y, X, output_gradients=G)
+
+
+# XLA's CPU reductions took ~0.7 ms per kernel element on 512x512, TensorFlow's own 0.25 ms: the kernel's
+# gradient runs without XLA; the input's gradient is a sum of shifted slices again, which XLA fuses.
+_kernel_gradient_graph = _per_shape(_kernel_gradient)
+_input_gradient_xla = _per_shape(_input_gradient, jit_compile=True)
+
+
+@cache
+def _direct_with_gradient(stride: tuple[int, int]) -> Any:
+    """The XLA-fused direct method with a gradient that runs each part where it is fastest.
+
+    TensorFlow's own gradient of an XLA function recomputes both inputs' gradients inside XLA: about 20 ms
+    for a 3x3 kernel on 512x512, against ~2.5 ms here (the input's gradient only when a tape watches it).
+    """
+
+    @tf.custom_gradient
+    def direct(X: tf.Tensor, K: tf.Tensor) -> tuple[tf.Tensor, Any]:
+        wants_input = not is_constant(X)
+
+        def gradient(G: tf.Tensor) -> tuple[tf.Tensor | None, tf.Tensor]:
+            dK = _kernel_gradient_graph(X, G, tuple(K.shape), stride)
+            return (_input_gradient_xla(G, K, tuple(X.shape), stride) if wants_input else None), dK
+
+        return _direct(X, K, stride), gradient
+
+    return direct
+
+
 _separable = _per_shape(methods.corr2d_separable, jit_compile=True)
 
 
@@ -125,8 +175,36 @@ def _rfft_corr2d(X: tf.Tensor, K: tf.Tensor, stride: tuple[int, int]) -> tf.Tens
     )
 
 
-# XLA's FFT ran 2048x2048 with a 31x31 kernel in 0.16 s, TensorFlow's own kernels in 0.24 s.
-_fft = _per_shape(_rfft_corr2d, jit_compile=True)
+# Above about 1500x1500 the whole image's spectrum (16 MB or more) falls out of cache: FFTs of 256x256 tiles
+# that overlap by the kernel's size (overlap-save) ran 2048x2048 with a 31x31 kernel 20-30% faster.
+TILE = 256
+TILED_ABOVE = 1 << 21
+
+
+def _tiled_rfft_corr2d(X: tf.Tensor, K: tf.Tensor, stride: tuple[int, int]) -> tf.Tensor:
+    """Overlap-save: each ``TILE``-square tile gives ``TILE - k + 1`` valid rows and columns of the output."""
+    (h, w), (H, W) = K.shape, X.shape
+    out_h, out_w = H - h + 1, W - w + 1
+    step_h, step_w = TILE - h + 1, TILE - w + 1
+    n_h, n_w = -(-out_h // step_h), -(-out_w // step_w)
+    X = tf.pad(X, [(0, (n_h - 1) * step_h + TILE - H), (0, (n_w - 1) * step_w + TILE - W)])
+    tiles = tf.signal.frame(tf.signal.frame(X, TILE, step_h, axis=0), TILE, step_w, axis=2)  # (n_h, T, n_w, T)
+    spectrum = tf.signal.rfft2d(tf.transpose(tiles, (0, 2, 1, 3))) * tf.signal.rfft2d(flip(K), (TILE, TILE))
+    full = tf.signal.irfft2d(spectrum, (TILE, TILE))[:, :, h - 1:, w - 1:]  # wrap-around only in the first k - 1
+    Y = tf.reshape(tf.transpose(full, (0, 2, 1, 3)), (n_h * step_h, n_w * step_w))
+    return Y[:out_h:stride[0], :out_w:stride[1]]
+
+
+def _rfft_corr2d_any(X: tf.Tensor, K: tf.Tensor, stride: tuple[int, int]) -> tf.Tensor:
+    """Tiles for large images and kernels of at most a quarter tile, one whole-image FFT otherwise."""
+    grid = methods.fast_length(X.shape[0]) * methods.fast_length(X.shape[1])
+    if grid > TILED_ABOVE and 4 * max(K.shape) <= TILE:
+        return _tiled_rfft_corr2d(X, K, stride)
+    return _rfft_corr2d(X, K, stride)
+
+
+# Untiled, XLA's FFT ran 2048x2048 with a 31x31 kernel in 0.16 s, TensorFlow's own kernels in 0.24 s.
+_fft = _per_shape(_rfft_corr2d_any, jit_compile=True)
 
 
 def _nhwc_conv2d(X: tf.Tensor, K: tf.Tensor, stride: tuple[int, int]) -> tf.Tensor:
@@ -139,7 +217,10 @@ _conv2d = _per_shape(_nhwc_conv2d)
 
 
 def corr2d_direct(X: Any, K: Any, stride: tuple[int, int] = (1, 1)) -> tf.Tensor:
-    return _direct(_tensor(X), _tensor(K), stride)
+    X, K = _tensor(X), _tensor(K)
+    if is_constant(X) and is_constant(K):
+        return _direct(X, K, stride)  # no gradient can flow: skip the custom gradient's bookkeeping
+    return _direct_with_gradient(stride)(X, K)
 
 
 def corr2d_separable(X: Any, column: Any, row: Any, stride: tuple[int, int] = (1, 1)) -> tf.Tensor:
@@ -186,29 +267,64 @@ class Conv2D(tf.keras.layers.Layer):
         return Y if self.bias is None else Y + self.bias
 
 
+class TabConv2D(tf.keras.layers.Conv2D):
+    """The tab's ``tf.keras.layers.Conv2D`` (same variables, initialisers and config), convolving through corr2d.
+
+    Keras 3 routes the layer's convolution through ``convolution_op``; on one image with one channel
+    ``tf.nn.conv2d`` took ~25 ms per 512x512 forward, corr2d's fused sum of shifted slices ~0.5 ms.
+    Anything else (batches, channels, padding, dilation, groups) goes to Keras's own op.
+    """
+
+    def convolution_op(self, inputs: Any, kernel: Any) -> tf.Tensor:
+        shape = tuple(inputs.shape)
+        if (isinstance(inputs, tf.Tensor) and len(shape) == 4 and None not in shape and shape[0] == shape[3] == 1
+                and tuple(kernel.shape[2:]) == (1, 1) and self.padding == "valid"
+                and self.data_format == "channels_last" and tuple(self.dilation_rate) == (1, 1) and self.groups == 1):
+            # squeeze and expand_dims: eager reshapes to a Python shape cost ~3x more (the book's data is tiny)
+            X, K = tf.squeeze(inputs, [0, 3]), tf.squeeze(_tensor(kernel), [2, 3])
+            Y = correlate(_this, X, K, stride=tuple(self.strides))
+            return tf.expand_dims(tf.expand_dims(Y, 0), 3)
+        return super().convolution_op(inputs, kernel)
+
+
+# Tracing the step costs ~0.1 s, more than the book's whole 10-epoch example takes eagerly (~3 ms an epoch):
+# on images below EAGER_BELOW pixels the first EAGER_EPOCHS epochs run eagerly, larger ones trace at once.
+EAGER_EPOCHS = 10
+EAGER_BELOW = 256 * 256
+
+
 class _Trainer:
-    """The tab's learning loop, one compiled ``tf.function`` step per epoch."""
+    """The tab's learning loop, one traced ``tf.function`` step per epoch (small images: eager at first)."""
 
     def __init__(self, X: tf.Tensor, Y: tf.Tensor, conv2d: tf.keras.layers.Layer, lr: float,
                  kernel_size: tuple[int, int]) -> None:
         self.conv2d, self.kernel_size = conv2d, kernel_size
+        self.epochs, self._traced = 0, None
+        self.eager_epochs = EAGER_EPOCHS if X.shape.num_elements() < EAGER_BELOW else 0
 
         # The tab watches conv2d.weights[0], which raises on Keras 3 (its variables are not tf.Variable):
-        # a default tape watches the trainable variables, and assign_sub updates them in place.
-        @_compile(jit_compile=True)
+        # a default tape watches the trainable variables, and assign_sub updates them in place (on the
+        # tf.Variable behind each Keras variable: Keras's own assign_sub took 3x longer, eagerly).
         def step() -> tf.Tensor:
             with tf.GradientTape() as g:
                 Y_hat = conv2d(X)
                 l = (Y_hat - Y) ** 2
             # Update the kernel
             for weight, grad in zip(conv2d.trainable_variables, g.gradient(l, conv2d.trainable_variables)):
-                weight.assign_sub(lr * grad)
+                weight.value.assign_sub(lr * grad)
             return tf.reduce_sum(l)
 
         self._step = step
 
     def step(self) -> float:
-        return float(self._step())
+        if self.epochs < self.eager_epochs:
+            loss = self._step()
+        else:
+            if self._traced is None:
+                self._traced = _compile(self._step)  # not XLA: it compiled for ~0.7 s and ran no faster
+            loss = self._traced()
+        self.epochs += 1
+        return float(loss)
 
     def parameters(self) -> tuple[np.ndarray, float | None]:
         kernel, *bias = (to_numpy(weight) for weight in self.conv2d.trainable_variables)
@@ -222,7 +338,7 @@ def make_trainer(X: tf.Tensor, Y: tf.Tensor, kernel_size: tuple[int, int], *, la
     dtype = X.dtype.name
     if layer == "builtin":
         initializer = "zeros" if init == "zeros" else tf.keras.initializers.GlorotUniform(seed=seed)
-        conv2d = tf.keras.layers.Conv2D(1, kernel_size, use_bias=bias, kernel_initializer=initializer, dtype=dtype)
+        conv2d = TabConv2D(1, kernel_size, use_bias=bias, kernel_initializer=initializer, dtype=dtype)
         # The layer uses four-dimensional input and output in the format of (example, height, width, channel)
         X = tf.reshape(X, (1, *X.shape, 1))
         Y = tf.reshape(Y, (1, *Y.shape, 1))
