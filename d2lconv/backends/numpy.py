@@ -7,6 +7,7 @@ again a cross-correlation (``d2lconv.methods.kernel_gradient``).
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections.abc import Iterator
 from functools import partial
@@ -21,7 +22,9 @@ from d2lconv._inputs import as_tensor, check_matrix, pad_amounts, pair
 NAME = "numpy"
 NATIVE_TYPE = "numpy.ndarray"
 NO_NATIVE = "NumPy has no convolution operation of its own (use method='direct', 'separable' or 'fft')"
-FFT_PASSES = 60  # a float32 rfft2 correlation costs about as much as 60 in-cache multiply-add passes
+# A float32 FFT correlation costs about as much as this many in-cache multiply-add passes (2048x2048):
+# 60 with numpy.fft, 36 with SciPy's faster transforms (see _fft_module).
+FFT_PASSES = 36 if importlib.util.find_spec("scipy") else 60
 NATIVE_BELOW = 0
 _this = sys.modules[__name__]
 
@@ -130,10 +133,20 @@ def corr2d_separable(X: np.ndarray, column: np.ndarray, row: np.ndarray,
     return Y
 
 
+def _fft_module() -> Any:
+    """SciPy's ``scipy.fft`` where installed, else ``numpy.fft``: the same pocketfft algorithm, but SciPy's
+    runs float32 2-D transforms about 3x faster (0.046 s against 0.16 s for a 2048x2048 rfft2 here)."""
+    try:
+        from scipy import fft
+    except ImportError:
+        fft = np.fft
+    return fft
+
+
 corr2d_fft = partial(
     methods.corr2d_fft,
-    rfft2=lambda x, s: np.fft.rfft2(x, s),
-    irfft2=lambda x, s: np.fft.irfft2(x, s),
+    rfft2=lambda x, s: _fft_module().rfft2(x, s),
+    irfft2=lambda x, s: _fft_module().irfft2(x, s),
     flip=flip,
 )
 corr2d_native = None
