@@ -445,24 +445,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"d2lconv: error: {message}{hint}\n")
 
 
-def _positive_int(text: str) -> int:
+def _whole_number(text: str, minimum: int, meaning: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be {meaning}, got {value}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _whole_number(text, 1, "at least 1")
 
 
 def _size_limit(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or more, got {value}")
-    return value
+    return _whole_number(text, 0, "0 (no limit) or more")
 
 
 def _learning_rate(text: str) -> float | str:
