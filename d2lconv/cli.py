@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import re
 import statistics
@@ -593,6 +594,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print("\nd2lconv: error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (| head): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush does not fail
+        return 141
     except (UsageError, ImageError, dc.BackendNotInstalledError) as error:
         return _fail(args, error, 2)
     except ValueError as error:
