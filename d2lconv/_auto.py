@@ -7,7 +7,8 @@ Costs are counted in *passes*: one pass multiplies and adds every output element
   (three FFTs of the padded input, measured per framework as a multiple of its own multiply-add);
 - ``native`` (the framework's own conv op) is one call, but on one channel most frameworks run it far
   slower than a pass per element; it wins only on tiny problems, where each operation's fixed dispatch cost
-  dominates: below ``adapter.NATIVE_BELOW`` multiply-adds in all.
+  dominates: below ``adapter.NATIVE_BELOW`` multiply-adds in all, or, where the framework has a special
+  path for small kernels, up to ``adapter.NATIVE_TAPS`` kernel elements at any size.
 The per-framework numbers are ratios of one framework's operations to each other, not times, so they carry
 over between machines; benchmarks/RESULTS.md shows how they were measured.
 """
@@ -28,7 +29,7 @@ def choose_method(adapter: ModuleType, input_shape: tuple[int, int], K: Any, str
     h, w = K.shape
     out_h, out_w = methods.valid_shape(input_shape, (h, w), stride)
     taps = h * w
-    if out_h * out_w * taps < adapter.NATIVE_BELOW:
+    if taps <= adapter.NATIVE_TAPS or out_h * out_w * taps < adapter.NATIVE_BELOW:
         return "native"
     if (h + w >= taps or out_h * out_w < SEPARABLE_MIN_OUTPUT) and (
             adapter.corr2d_fft is None or taps <= adapter.FFT_PASSES * stride[0] * stride[1]):

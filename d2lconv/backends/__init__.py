@@ -13,7 +13,8 @@ An adapter is a module that the common API (``d2lconv._corr``, ``_tensors``, ``t
   ``corr2d_fft(X, K, stride)`` (or None, with ``NO_FFT`` saying why), ``corr2d_native(X, K, stride)``
   (the framework's own conv op, or None with ``NO_NATIVE``): valid cross-correlation of an already
   padded input; the shared versions live in ``d2lconv.methods``.
-- ``FFT_PASSES`` and ``NATIVE_BELOW``: the two numbers of ``method="auto"``'s cost model (``d2lconv._auto``).
+- ``FFT_PASSES``, ``NATIVE_BELOW`` and ``NATIVE_TAPS``: the numbers of ``method="auto"``'s cost model
+  (``d2lconv._auto``).
 - ``Conv2D(kernel_size, *, bias, seed, padding, stride)``: the book's layer as a native layer.
 - ``make_trainer(X, Y, kernel_size, *, layer, bias, init, seed, lr)``: an object with ``step() -> float``
   (one epoch of the book's loop, returning the loss before the update) and ``parameters() ->

@@ -32,6 +32,7 @@ NATIVE_TYPE = "jax.Array"
 FFT_PASSES = 120
 # The jitted direct sum's dispatch costs less than the jitted lax.conv_general_dilated even on the book's 3x3 input.
 NATIVE_BELOW = 0
+NATIVE_TAPS = 0
 _this = sys.modules[__name__]
 
 

@@ -27,6 +27,9 @@ NAME = "mxnet"
 NATIVE_TYPE = "mxnet.numpy.ndarray (legacy NDArrays convert with x.as_np_ndarray())"
 NO_FFT = "MXNet has no FFT on the CPU (its contrib.fft operators run on GPUs only)"
 FFT_PASSES = None
+# npx.convolution has a fast path for kernels up to 3x3 (2.4-3x faster than the compiled direct sum at
+# 64..4096 pixels) and is 4-5x slower than it from 7x7 up (benchmarks/RESULTS.md).
+NATIVE_TAPS = 9
 NATIVE_BELOW = 1 << 12  # npx.convolution is one call (88 us on the book's input, direct 169 us) but slow at scale
 _this = sys.modules[__name__]
 

@@ -26,6 +26,7 @@ NO_NATIVE = "NumPy has no convolution operation of its own (use method='direct',
 # 60 with numpy.fft, 36 with SciPy's faster transforms (see _fft_module).
 FFT_PASSES = 36 if importlib.util.find_spec("scipy") else 60
 NATIVE_BELOW = 0
+NATIVE_TAPS = 0
 _this = sys.modules[__name__]
 
 

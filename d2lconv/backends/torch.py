@@ -30,6 +30,7 @@ FFT_PASSES = 60
 # F.conv2d is one call where the other methods are many small ones: it beat direct and fft below about
 # 1.3e5 (k = 2), 3e5 (k = 3) and 4e5 (k = 7) multiply-adds (N = 16..512, same process, median of ~2 ms samples).
 NATIVE_BELOW = 1 << 18
+NATIVE_TAPS = 0
 _this = sys.modules[__name__]
 
 # NumPy dtype <-> torch dtype, filled on first sight (dtype_of runs on every call, so it is a dict look-up).
