@@ -51,5 +51,3 @@ def Conv2D(kernel_size: Any, *, bias: bool = True, seed: int | None = None, padd
         stride=pair(stride, "stride", minimum=1),
     )
 
-
-to_numpy = to_numpy

@@ -540,13 +540,13 @@ def build_parser() -> argparse.ArgumentParser:
     choice.add_argument("--kernel-values", metavar="VALUES",
                         help="the kernel's numbers: '1,-1' is one row; rows are separated by ';', "
                              "e.g. '1,0,-1;2,0,-2;1,0,-1'")
+    kernel_options.add_argument("image", nargs="?", metavar="IMAGE",
+                                help="a PNG or JPEG (read as grayscale in [0, 1]); default: the built-in sample image")
 
     edges = commands.add_parser("edges", parents=[kernel_options, backend, common], epilog=EDGES_EPILOG,
                                 formatter_class=formatter, help="apply a kernel to an image, write the response",
                                 description="Cross-correlate an image with a kernel and write the response as an "
                                             "image.")
-    edges.add_argument("image", nargs="?", metavar="IMAGE",
-                       help="a PNG or JPEG (read as grayscale in [0, 1]); default: the built-in sample image")
     edges.add_argument("-o", "--output", metavar="OUT.png",
                        help="where to write the response (default: IMAGE-KERNEL.png here, e.g. sample-edge.png)")
     edges.add_argument("--plot", metavar="OUT.png", help="also draw input, response and kernel (needs matplotlib)")
@@ -556,8 +556,6 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=formatter, help="learn a kernel back from an image and its response",
                                 description="Filter an image with a kernel, then learn the kernel back with "
                                             "train_kernel.")
-    learn.add_argument("image", nargs="?", metavar="IMAGE",
-                       help="a PNG or JPEG (read as grayscale in [0, 1]); default: the built-in sample image")
     learn.add_argument("--epochs", type=_positive_int, default=DEFAULT_EPOCHS,
                        help=f"gradient descent steps (default {DEFAULT_EPOCHS})")
     learn.add_argument("--lr", type=_learning_rate, default="auto",
