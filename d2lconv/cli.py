@@ -118,7 +118,7 @@ def run_demo(args: argparse.Namespace) -> int:
             say(f"epoch {epoch}, loss {loss:.3f}")
 
     seeded, seeded_times = _timed_training(X, Y, seed=args.seed, init="random", callback=book_line)
-    say(f"\nThe learned kernel: {seeded.kernel.round(4).tolist()} (K is {BOOK_KERNEL})")
+    say(f"\nThe learned kernel: {seeded.kernel.astype(float).round(4).tolist()} (K is {BOOK_KERNEL})")
     zeros, zeros_times = _timed_training(X, Y, seed=None, init="zeros")
     record = {
         "command": "d2lconv demo",
