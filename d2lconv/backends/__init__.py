@@ -1,7 +1,14 @@
-"""One adapter module per backend, each reading like its framework's tab of the book.
+"""One adapter package per backend, each reading like its framework's tab of the book.
 
-An adapter is a module that the common API (``d2lconv._corr``, ``_tensors``, ``training``,
-``_gradients``) calls through these names; ``numpy.py`` is the reference for all of them:
+Each package keeps the book's code apart from the fast paths, as Keras 3 keeps ``nn.py`` beside ``core.py``:
+
+- ``tensors.py``: conversions to and from NumPy, dtypes and the few tensor ops the common API needs;
+- ``tab.py``: the framework's tab of the book: ``corr2d_loop``, ``Conv2D``, the learning loop, gradients;
+- ``kernels.py``: the fast methods ``method="auto"`` chooses between, with its cost-model numbers;
+- ``__init__.py``: the adapter's namespace, re-exporting the names below.
+
+An adapter is what the common API (``d2lconv._corr``, ``_tensors``, ``training``, ``_gradients``) calls
+through these names; ``numpy`` is the reference for all of them:
 
 - ``NAME``: the canonical backend name; ``NATIVE_TYPE``: the tensor type it takes, for error messages.
 - ``is_native(x)``, ``from_numpy(array)`` (float32/float64 array in, native tensor of the same dtype

@@ -1,78 +1,25 @@
-"""The MXNet backend: ``mxnet.numpy`` arrays, Gluon blocks and ``autograd.record()``, as in the book's MXNet tab.
+"""The book's MXNet tab: its ``corr2d`` loop, its ``Conv2D`` layer and its learning loop.
 
-MXNet 1.9.1 is its last release and needs numpy<1.24. Its ``corr2d`` tab writes the output in place,
-which autograd refuses to record, so only the vectorised methods are differentiable here.
+The fast methods live in ``kernels.py`` beside this file; this module reads like the tab.
 """
 
 from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Callable, Iterator
-from functools import lru_cache
+from collections.abc import Iterator
 from typing import Any
 
 import mxnet as mx
 import numpy as onp
-from mxnet import autograd, np, npx
+from mxnet import autograd, np
 from mxnet.gluon import nn
 
-from d2lconv import methods
 from d2lconv._corr import correlate
 from d2lconv._inputs import pair
 
-npx.set_np()  # the tab's first cell: Gluon works on mxnet.numpy arrays only after this
-
-NAME = "mxnet"
-NATIVE_TYPE = "mxnet.numpy.ndarray (legacy NDArrays convert with x.as_np_ndarray())"
-NO_FFT = "MXNet has no FFT on the CPU (its contrib.fft operators run on GPUs only)"
-FFT_PASSES = None
-# npx.convolution has a fast path for kernels up to 3x3 (2.4-3x faster than the compiled direct sum at
-# 64..4096 pixels) and is 4-5x slower than it from 7x7 up (benchmarks/RESULTS.md).
-NATIVE_TAPS = 9
-NATIVE_BELOW = 1 << 12  # npx.convolution is one call (88 us on the book's input, direct 169 us) but slow at scale
-_this = sys.modules[__name__]
-
-
-def is_native(x: Any) -> bool:
-    return isinstance(x, np.ndarray)
-
-
-def from_numpy(array: onp.ndarray) -> np.ndarray:
-    return np.array(array, dtype=array.dtype)  # without dtype, mxnet.numpy makes float64 input float32
-
-
-def to_numpy(x: np.ndarray) -> onp.ndarray:
-    return x.asnumpy()
-
-
-def dtype_of(x: np.ndarray) -> onp.dtype:
-    return onp.dtype(x.dtype)
-
-
-def cast(x: np.ndarray, dtype: onp.dtype) -> np.ndarray:
-    return x.astype(dtype)
-
-
-def is_constant(x: np.ndarray) -> bool:
-    """No gradient can reach ``x`` when it has no gradient buffer and nothing is being recorded.
-
-    MXNet does not expose whether an array was computed from one with a gradient buffer, so while
-    ``autograd.record()`` is on every kernel counts as variable.
-    """
-    return x.grad is None and not autograd.is_recording()
-
-
-def transpose(x: np.ndarray) -> np.ndarray:
-    return x.T
-
-
-def flip(x: np.ndarray) -> np.ndarray:
-    return np.flip(x, axis=(0, 1))
-
-
-def pad(x: np.ndarray, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
-    return np.pad(x, (rows, cols))
+# The adapter package this tab belongs to: the common API is called with it (``correlate(_this, ...)``).
+_this = sys.modules[__package__]
 
 
 def corr2d_loop(X: np.ndarray, K: np.ndarray) -> np.ndarray:
@@ -83,65 +30,6 @@ def corr2d_loop(X: np.ndarray, K: np.ndarray) -> np.ndarray:
         for j in range(Y.shape[1]):
             Y[i, j] = (X[i:i + h, j:j + w] * K).sum()
     return Y
-
-
-class _Shaped:
-    """A symbol with the static shape that the shared methods read (MXNet symbols have no ``.shape``)."""
-
-    def __init__(self, name: str, shape: tuple[int, ...]) -> None:
-        self.symbol, self.shape = mx.sym.var(name).as_np_ndarray(), shape
-
-    def __getitem__(self, key: Any) -> Any:
-        return self.symbol[key]
-
-
-def _compile(graph: Any) -> Callable[..., np.ndarray]:
-    """A ``CachedOp`` of ``graph`` (what ``hybridize()`` builds, without a Block's per-call overhead).
-
-    It is differentiable under ``autograd.record()`` and takes its inputs by name.
-    """
-    op = mx.nd.CachedOp(graph, flags=[("static_alloc", True), ("static_shape", True)])
-    order = graph.list_inputs()
-    return lambda **inputs: op(*(inputs[name] for name in order))
-
-
-# One graph per shape and stride, as jax.jit retraces per shape; eager MXNet spends ~0.1 ms on every slice.
-@lru_cache(maxsize=32)
-def _direct(x_shape: tuple[int, int], k_shape: tuple[int, int], stride: tuple[int, int]) -> Callable:
-    return _compile(methods.corr2d_direct(_Shaped("X", x_shape), _Shaped("K", k_shape), stride))
-
-
-@lru_cache(maxsize=32)
-def _separable(x_shape: tuple[int, int], h: int, w: int, stride: tuple[int, int]) -> Callable:
-    return _compile(methods.corr2d_separable(_Shaped("X", x_shape), _Shaped("column", (h,)),
-                                             _Shaped("row", (w,)), stride))
-
-
-@lru_cache(maxsize=32)
-def _native(x_shape: tuple[int, int], k_shape: tuple[int, int], stride: tuple[int, int]) -> Callable:
-    X, K = (mx.sym.var(name).as_np_ndarray() for name in ("X", "K"))
-    Y = mx.sym.npx.convolution(X.reshape(1, 1, *x_shape), K.reshape(1, 1, *k_shape), no_bias=True, num_filter=1,
-                               kernel=k_shape, stride=stride)
-    return _compile(Y.reshape(methods.valid_shape(x_shape, k_shape, stride)))
-
-
-def corr2d_direct(X: np.ndarray, K: np.ndarray, stride: tuple[int, int] = (1, 1)) -> np.ndarray:
-    """``methods.corr2d_direct``, compiled once per shape and stride."""
-    return _direct(X.shape, K.shape, stride)(X=X, K=K)
-
-
-def corr2d_separable(X: np.ndarray, column: np.ndarray, row: np.ndarray,
-                     stride: tuple[int, int] = (1, 1)) -> np.ndarray:
-    """``methods.corr2d_separable``, compiled once per shape and stride."""
-    return _separable(X.shape, column.shape[0], row.shape[0], stride)(X=X, column=column, row=row)
-
-
-corr2d_fft = None
-
-
-def corr2d_native(X: np.ndarray, K: np.ndarray, stride: tuple[int, int]) -> np.ndarray:
-    """``npx.convolution`` on the tab's NCHW layout (batch and channel of size one), compiled with its reshapes."""
-    return _native(X.shape, K.shape, stride)(X=X, K=K)
 
 
 @contextlib.contextmanager
@@ -257,12 +145,3 @@ def layer_vjp(layer: Conv2D, x: np.ndarray, G: np.ndarray) -> dict[str, np.ndarr
 def layer_parameters(layer: Conv2D) -> dict[str, onp.ndarray]:
     """The layer's parameters as NumPy arrays, by name."""
     return {name: param.data().asnumpy() for name, param in _parameters(layer).items()}
-
-
-def sparse_matrix(rows: onp.ndarray, cols: onp.ndarray, values: onp.ndarray, shape: tuple[int, int]) -> Any:
-    """MXNet's own sparse matrix, a ``CSRNDArray`` (``mxnet.numpy`` has no sparse type).
-
-    The entries arrive unique and sorted by row, so the row pointers are the running count per row.
-    """
-    indptr = onp.concatenate([[0], onp.cumsum(onp.bincount(rows, minlength=shape[0]))])
-    return mx.nd.sparse.csr_matrix((values, cols, indptr), shape=shape, dtype=values.dtype)

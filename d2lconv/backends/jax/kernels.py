@@ -1,0 +1,118 @@
+"""JAX/Flax fast paths for ``corr2d``: the methods ``auto`` chooses between, and its cost-model numbers.
+
+They compute the valid cross-correlation of an already padded input (see ``d2lconv.backends``).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import jax
+from jax import lax
+from jax import numpy as jnp
+
+from d2lconv import methods
+
+# method="auto"'s cost model (d2lconv._auto). FFT_PASSES is where corr2d_fft and corr2d_direct cross, in units
+# of one direct pass. How: in one process at 2048x2048 float32, time both (interleaved, median CPU time) for
+# k = 7..45 and divide the fft time by one direct pass (direct time / k*k). With jax 0.10 on 2 CPU cores the
+# fft cost ~100 passes at k = 7, ~125 at k = 11 (where the two tie), ~150 at k = 15 and ~300 at k = 31 (the
+# row-FFT path grows with the kernel's height), so k <= 10 stays direct. Beyond ~500 taps XLA stops fusing
+# the direct sum (k = 23: 15x slower), which this FFT_PASSES keeps auto well away from.
+FFT_PASSES = 120
+# The jitted direct sum's dispatch costs less than the jitted lax.conv_general_dilated even on the book's 3x3 input.
+NATIVE_BELOW = 0
+NATIVE_TAPS = 0
+
+
+def _tree_sum(terms: Any) -> Any:
+    """Add the terms in pairs, then the pairs in pairs, ...
+
+    Why: XLA fuses the sum into one loop either way, but a left-to-right sum is one chain of dependent adds
+    per output element; a balanced tree keeps several in flight (2048x2048: 1.3x faster at k = 7, 11 and 15;
+    the same at k = 3, where memory bounds it).
+    """
+    terms = list(terms)
+    while len(terms) > 1:
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
+    return terms[0]
+
+
+def _direct(X: jax.Array, K: jax.Array, stride: tuple[int, int]) -> jax.Array:
+    """``methods.corr2d_direct`` (the sum of shifted slices), summed as a tree; ``jit`` fuses it into one pass."""
+    (h, w), (s_h, s_w) = K.shape, stride
+    out_h, out_w = methods.valid_shape(X.shape, K.shape, stride)
+    rows, cols = (out_h - 1) * s_h + 1, (out_w - 1) * s_w + 1
+    return _tree_sum(X[a:a + rows:s_h, b:b + cols:s_w] * K[a, b] for a in range(h) for b in range(w))
+
+
+def _separable(X: jax.Array, column: jax.Array, row: jax.Array, stride: tuple[int, int]) -> jax.Array:
+    """``methods.corr2d_separable`` (a row pass, then a column pass), each summed as a tree."""
+    (h, w), (s_h, s_w) = (column.shape[0], row.shape[0]), stride
+    out_h, out_w = methods.valid_shape(X.shape, (h, w), stride)
+    rows, cols = (out_h - 1) * s_h + 1, (out_w - 1) * s_w + 1
+    Z = _tree_sum(X[:, b:b + cols:s_w] * row[b] for b in range(w))
+    return _tree_sum(Z[a:a + rows:s_h, :] * column[a] for a in range(h))
+
+
+def _fft_2d(X: jax.Array, K: jax.Array, stride: tuple[int, int]) -> jax.Array:
+    """``methods.corr2d_fft``: rfft2 of ``X`` and of ``K`` on a 5-smooth grid, one irfft2, all in one jit.
+
+    Multiplying by the *conjugate* kernel spectrum gives the circular cross-correlation directly (no flip);
+    on a grid at least as large as ``X`` it is exact on the valid part, the top-left corner. XLA's CPU FFT
+    (DUCC) runs in complex64 for float32 inputs. (Building the kernel's spectrum from its h x w nonzeros as
+    two thin DFT matrix products measured no faster here: XLA's CPU complex dot is slow.)
+    """
+    s_h, s_w = stride
+    out_h, out_w = methods.valid_shape(X.shape, K.shape, stride)
+    grid = (methods.fast_length(X.shape[0]), methods.fast_length(X.shape[1]))
+    full = jnp.fft.irfft2(jnp.fft.rfft2(X, s=grid) * jnp.conj(jnp.fft.rfft2(K, s=grid)), s=grid)
+    return full[:(out_h - 1) * s_h + 1:s_h, :(out_w - 1) * s_w + 1:s_w]
+
+
+def _fft_rows(X: jax.Array, K: jax.Array, stride: tuple[int, int]) -> jax.Array:
+    """FFT along the width only, then the sum of ``h`` shifted rows along the height, then the inverse FFT.
+
+    Why: a row FFT is cheap and cache-friendly, while the 2-D FFT's column pass is not; for kernels of up to
+    ~31 rows, ``h`` fused complex multiply-adds per spectrum element cost less than the column passes
+    (2048x2048: about 0.5x the 2-D path at k = 15, 0.9x at k = 31). Real and imaginary parts are kept
+    apart so that XLA fuses plain float multiply-adds.
+    """
+    h, (s_h, s_w) = K.shape[0], stride
+    out_h, out_w = methods.valid_shape(X.shape, K.shape, stride)
+    rows, n = (out_h - 1) * s_h + 1, methods.fast_length(X.shape[1])
+    spectrum = jnp.fft.rfft(X, n=n, axis=1)
+    kernel = jnp.conj(jnp.fft.rfft(K, n=n, axis=1))  # conjugate: the circular correlation along each row
+    x_re, x_im, k_re, k_im = spectrum.real, spectrum.imag, kernel.real, kernel.imag
+    re = _tree_sum(x_re[a:a + rows:s_h] * k_re[a] - x_im[a:a + rows:s_h] * k_im[a] for a in range(h))
+    im = _tree_sum(x_re[a:a + rows:s_h] * k_im[a] + x_im[a:a + rows:s_h] * k_re[a] for a in range(h))
+    return jnp.fft.irfft(lax.complex(re, im), n=n, axis=1)[:, :(out_w - 1) * s_w + 1:s_w]
+
+
+# _fft_rows costs ~h passes of the spectrum; beyond about this many kernel rows the 2-D FFT is cheaper
+# (measured at 2048x2048: 0.9x at h = 31).
+_FFT_ROWS_MAX = 32
+
+
+def _fft(X: jax.Array, K: jax.Array, stride: tuple[int, int]) -> jax.Array:
+    """The cheaper of the two exact FFT paths for this kernel's height (both differentiable)."""
+    return (_fft_rows if K.shape[0] <= _FFT_ROWS_MAX else _fft_2d)(X, K, stride)
+
+
+# Compiled once per shape, dtype and stride (the stride is static: it decides the slices); each whole
+# method is one jit, so XLA fuses the slices, products and sums around the FFTs.
+corr2d_direct = jax.jit(_direct, static_argnums=2)
+corr2d_separable = jax.jit(_separable, static_argnums=3)
+corr2d_fft = jax.jit(_fft, static_argnums=2)
+
+
+@partial(jax.jit, static_argnums=2)
+def corr2d_native(X: jax.Array, K: jax.Array, stride: tuple[int, int] = (1, 1)) -> jax.Array:
+    """``lax.conv_general_dilated`` with the tab's NHWC layout: one image, one channel in and out."""
+    Y = lax.conv_general_dilated(
+        X[None, :, :, None], K[:, :, None, None], stride, "VALID",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        precision=lax.Precision.HIGHEST,  # exact float32 on GPU/TPU too (their default rounds to bf16/tf32)
+    )
+    return Y[0, :, :, 0]

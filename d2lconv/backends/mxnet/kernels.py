@@ -1,0 +1,81 @@
+"""MXNet fast paths for ``corr2d``: the methods ``auto`` chooses between, and its cost-model numbers.
+
+They compute the valid cross-correlation of an already padded input (see ``d2lconv.backends``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+import mxnet as mx
+from mxnet import np
+
+from d2lconv import methods
+
+NO_FFT = "MXNet has no FFT on the CPU (its contrib.fft operators run on GPUs only)"
+FFT_PASSES = None
+# npx.convolution has a fast path for kernels up to 3x3 (2.4-3x faster than the compiled direct sum at
+# 64..4096 pixels) and is 4-5x slower than it from 7x7 up (benchmarks/RESULTS.md).
+NATIVE_TAPS = 9
+NATIVE_BELOW = 1 << 12  # npx.convolution is one call (88 us on the book's input, direct 169 us) but slow at scale
+
+
+class _Shaped:
+    """A symbol with the static shape that the shared methods read (MXNet symbols have no ``.shape``)."""
+
+    def __init__(self, name: str, shape: tuple[int, ...]) -> None:
+        self.symbol, self.shape = mx.sym.var(name).as_np_ndarray(), shape
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.symbol[key]
+
+
+def _compile(graph: Any) -> Callable[..., np.ndarray]:
+    """A ``CachedOp`` of ``graph`` (what ``hybridize()`` builds, without a Block's per-call overhead).
+
+    It is differentiable under ``autograd.record()`` and takes its inputs by name.
+    """
+    op = mx.nd.CachedOp(graph, flags=[("static_alloc", True), ("static_shape", True)])
+    order = graph.list_inputs()
+    return lambda **inputs: op(*(inputs[name] for name in order))
+
+
+# One graph per shape and stride, as jax.jit retraces per shape; eager MXNet spends ~0.1 ms on every slice.
+@lru_cache(maxsize=32)
+def _direct(x_shape: tuple[int, int], k_shape: tuple[int, int], stride: tuple[int, int]) -> Callable:
+    return _compile(methods.corr2d_direct(_Shaped("X", x_shape), _Shaped("K", k_shape), stride))
+
+
+@lru_cache(maxsize=32)
+def _separable(x_shape: tuple[int, int], h: int, w: int, stride: tuple[int, int]) -> Callable:
+    return _compile(methods.corr2d_separable(_Shaped("X", x_shape), _Shaped("column", (h,)),
+                                             _Shaped("row", (w,)), stride))
+
+
+@lru_cache(maxsize=32)
+def _native(x_shape: tuple[int, int], k_shape: tuple[int, int], stride: tuple[int, int]) -> Callable:
+    X, K = (mx.sym.var(name).as_np_ndarray() for name in ("X", "K"))
+    Y = mx.sym.npx.convolution(X.reshape(1, 1, *x_shape), K.reshape(1, 1, *k_shape), no_bias=True, num_filter=1,
+                               kernel=k_shape, stride=stride)
+    return _compile(Y.reshape(methods.valid_shape(x_shape, k_shape, stride)))
+
+
+def corr2d_direct(X: np.ndarray, K: np.ndarray, stride: tuple[int, int] = (1, 1)) -> np.ndarray:
+    """``methods.corr2d_direct``, compiled once per shape and stride."""
+    return _direct(X.shape, K.shape, stride)(X=X, K=K)
+
+
+def corr2d_separable(X: np.ndarray, column: np.ndarray, row: np.ndarray,
+                     stride: tuple[int, int] = (1, 1)) -> np.ndarray:
+    """``methods.corr2d_separable``, compiled once per shape and stride."""
+    return _separable(X.shape, column.shape[0], row.shape[0], stride)(X=X, column=column, row=row)
+
+
+corr2d_fft = None
+
+
+def corr2d_native(X: np.ndarray, K: np.ndarray, stride: tuple[int, int]) -> np.ndarray:
+    """``npx.convolution`` on the tab's NCHW layout (batch and channel of size one), compiled with its reshapes."""
+    return _native(X.shape, K.shape, stride)(X=X, K=K)

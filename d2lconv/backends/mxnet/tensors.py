@@ -1,0 +1,61 @@
+"""MXNet tensors: conversions to and from NumPy, dtypes, and the small ops the common API needs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mxnet as mx
+import numpy as onp
+from mxnet import autograd, np, npx
+
+npx.set_np()  # the tab's first cell: Gluon works on mxnet.numpy arrays only after this
+
+
+def is_native(x: Any) -> bool:
+    return isinstance(x, np.ndarray)
+
+
+def from_numpy(array: onp.ndarray) -> np.ndarray:
+    return np.array(array, dtype=array.dtype)  # without dtype, mxnet.numpy makes float64 input float32
+
+
+def to_numpy(x: np.ndarray) -> onp.ndarray:
+    return x.asnumpy()
+
+
+def dtype_of(x: np.ndarray) -> onp.dtype:
+    return onp.dtype(x.dtype)
+
+
+def cast(x: np.ndarray, dtype: onp.dtype) -> np.ndarray:
+    return x.astype(dtype)
+
+
+def is_constant(x: np.ndarray) -> bool:
+    """No gradient can reach ``x`` when it has no gradient buffer and nothing is being recorded.
+
+    MXNet does not expose whether an array was computed from one with a gradient buffer, so while
+    ``autograd.record()`` is on every kernel counts as variable.
+    """
+    return x.grad is None and not autograd.is_recording()
+
+
+def transpose(x: np.ndarray) -> np.ndarray:
+    return x.T
+
+
+def flip(x: np.ndarray) -> np.ndarray:
+    return np.flip(x, axis=(0, 1))
+
+
+def pad(x: np.ndarray, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+    return np.pad(x, (rows, cols))
+
+
+def sparse_matrix(rows: onp.ndarray, cols: onp.ndarray, values: onp.ndarray, shape: tuple[int, int]) -> Any:
+    """MXNet's own sparse matrix, a ``CSRNDArray`` (``mxnet.numpy`` has no sparse type).
+
+    The entries arrive unique and sorted by row, so the row pointers are the running count per row.
+    """
+    indptr = onp.concatenate([[0], onp.cumsum(onp.bincount(rows, minlength=shape[0]))])
+    return mx.nd.sparse.csr_matrix((values, cols, indptr), shape=shape, dtype=values.dtype)

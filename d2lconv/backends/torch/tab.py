@@ -1,0 +1,123 @@
+"""The book's PyTorch tab: its ``corr2d`` loop, its ``Conv2D`` layer and its learning loop.
+
+The fast methods live in ``kernels.py`` beside this file; this module reads like the tab.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from d2lconv._corr import correlate
+from d2lconv._inputs import pair
+from d2lconv.backends.torch.tensors import to_numpy
+
+# The adapter package this tab belongs to: the common API is called with it (``correlate(_this, ...)``).
+_this = sys.modules[__package__]
+
+
+def corr2d_loop(X: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """Compute 2D cross-correlation (the book's loop, as in its PyTorch tab)."""
+    h, w = K.shape
+    # The tab's torch.zeros((...)) is always float32; keep the input's dtype and device instead.
+    Y = torch.zeros((X.shape[0] - h + 1, X.shape[1] - w + 1), dtype=X.dtype, device=X.device)
+    for i in range(Y.shape[0]):
+        for j in range(Y.shape[1]):
+            Y[i, j] = (X[i:i + h, j:j + w] * K).sum()
+    return Y
+
+
+class Conv2D(nn.Module):
+    """The book's ``Conv2D``: ``corr2d(x, self.weight) + self.bias`` with ``weight`` from ``torch.rand``."""
+
+    def __init__(self, kernel_size: tuple[int, int], *, bias: bool = True, seed: int | None = None,
+                 padding: Any = 0, stride: Any = 1) -> None:
+        super().__init__()
+        generator = None if seed is None else torch.Generator().manual_seed(seed)
+        self.weight = nn.Parameter(torch.rand(kernel_size, generator=generator))
+        if bias:
+            self.bias = nn.Parameter(torch.zeros(1))
+        else:
+            self.register_parameter("bias", None)
+        self.padding, self.stride = padding, pair(stride, "stride", minimum=1)
+
+    def extra_repr(self) -> str:
+        return (f"kernel_size={tuple(self.weight.shape)}, bias={self.bias is not None}, "
+                f"padding={self.padding!r}, stride={self.stride}")
+
+    def forward(self, x: Any) -> torch.Tensor:
+        Y = correlate(_this, x, self.weight, padding=self.padding, stride=self.stride)
+        return Y if self.bias is None else Y + self.bias
+
+
+class _Trainer:
+    """The tab's learning loop, one ``step()`` per epoch, on either layer."""
+
+    def __init__(self, X: torch.Tensor, Y: torch.Tensor, conv2d: nn.Module, kernel_size: tuple[int, int],
+                 lr: float) -> None:
+        self.X, self.Y, self.conv2d, self.kernel_size, self.lr = X, Y, conv2d, kernel_size, lr
+
+    def step(self) -> float:
+        conv2d, lr = self.conv2d, self.lr
+        Y_hat = conv2d(self.X)
+        l = (Y_hat - self.Y) ** 2
+        conv2d.zero_grad()
+        loss = l.sum()
+        loss.backward()
+        # Update the kernel
+        conv2d.weight.data[:] -= lr * conv2d.weight.grad
+        if conv2d.bias is not None:  # the tab has no bias; with one it takes the same step
+            conv2d.bias.data[:] -= lr * conv2d.bias.grad
+        return loss.item()
+
+    def parameters(self) -> tuple[np.ndarray, float | None]:
+        kernel = to_numpy(self.conv2d.weight).reshape(self.kernel_size).copy()
+        return kernel, None if self.conv2d.bias is None else self.conv2d.bias.item()
+
+
+def make_trainer(X: torch.Tensor, Y: torch.Tensor, kernel_size: tuple[int, int], *, layer: str, bias: bool,
+                 init: str, seed: int | None, lr: float) -> _Trainer:
+    """``nn.LazyConv2d`` on (1, 1, height, width) tensors as the tab trains it, or this module's ``Conv2D``."""
+    if layer == "builtin":
+        # The tab's layer makes float32 weights; dtype=X.dtype lets a float64 X train too.
+        conv2d = nn.LazyConv2d(1, kernel_size=kernel_size, bias=bias, dtype=X.dtype)
+        X = X.reshape((1, 1, *X.shape))
+        Y = Y.reshape((1, 1, *Y.shape))
+        with torch.random.fork_rng(devices=[], enabled=seed is not None), torch.no_grad():
+            if seed is not None:
+                torch.manual_seed(seed)  # only inside the fork: the user's global RNG is left as it was
+            conv2d(X)  # a lazy layer makes (and initialises) its weights on its first call
+    else:
+        conv2d = Conv2D(kernel_size, bias=bias, seed=seed).to(X.dtype)
+    if init == "zeros":
+        with torch.no_grad():
+            for param in conv2d.parameters():
+                param.zero_()
+    return _Trainer(X, Y, conv2d, kernel_size, lr)
+
+
+def corr2d_vjp(X: torch.Tensor, K: torch.Tensor, G: torch.Tensor, *, method: str, padding: Any,
+               stride: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients of ``sum(G * corr2d(X, K))`` by autograd, through the common ``correlate``."""
+    X = X.detach().requires_grad_()
+    K = K.detach().requires_grad_()
+    Y = correlate(_this, X, K, method=method, padding=padding, stride=stride)
+    dX, dK = torch.autograd.grad(Y, (X, K), G.to(Y.dtype))
+    return dX, dK
+
+
+def layer_vjp(layer: Conv2D, x: torch.Tensor, G: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Gradients of ``sum(G * layer(x))`` for each named parameter, leaving their ``.grad`` untouched."""
+    params = dict(layer.named_parameters())
+    Y = layer(x)
+    grads = torch.autograd.grad(Y, tuple(params.values()), G.to(Y.dtype))
+    return dict(zip(params, grads))
+
+
+def layer_parameters(layer: Conv2D) -> dict[str, np.ndarray]:
+    """The layer's parameters as NumPy arrays (copies), by name."""
+    return {name: to_numpy(param).copy() for name, param in layer.named_parameters()}

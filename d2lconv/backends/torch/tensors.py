@@ -1,0 +1,76 @@
+"""PyTorch tensors: conversions to and from NumPy, dtypes, and the small ops the common API needs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.autograd.forward_ad as fwAD
+import torch.nn.functional as F
+
+# NumPy dtype <-> torch dtype, filled on first sight (dtype_of runs on every call, so it is a dict look-up).
+_NUMPY_DTYPES: dict[torch.dtype, np.dtype] = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64)}
+_TORCH_DTYPES: dict[np.dtype, torch.dtype] = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+
+
+def is_native(x: Any) -> bool:
+    return isinstance(x, torch.Tensor)
+
+
+def from_numpy(array: np.ndarray) -> torch.Tensor:
+    """The array as a CPU tensor of its dtype, sharing its memory (as ``torch.from_numpy`` does)."""
+    return torch.from_numpy(array) if array.flags.writeable else torch.tensor(array)
+
+
+def to_numpy(x: torch.Tensor) -> np.ndarray:
+    return x.detach().cpu().numpy()
+
+
+def dtype_of(x: torch.Tensor) -> np.dtype:
+    dtype = _NUMPY_DTYPES.get(x.dtype)
+    if dtype is None:
+        try:
+            dtype = torch.empty(0, dtype=x.dtype).numpy().dtype
+        except TypeError:  # bfloat16, float8, complex32: NumPy has none, so name a stand-in of the same kind
+            dtype = np.dtype(np.complex64 if x.dtype.is_complex else np.float16 if x.dtype.is_floating_point
+                             else np.int64)
+        _NUMPY_DTYPES[x.dtype] = dtype
+    return dtype
+
+
+def cast(x: torch.Tensor, dtype: np.dtype) -> torch.Tensor:
+    """``x.to(dtype)``: differentiable, so a gradient flows back in ``x``'s own dtype."""
+    dtype = np.dtype(dtype)
+    target = _TORCH_DTYPES.get(dtype)
+    if target is None:
+        target = _TORCH_DTYPES[dtype] = torch.from_numpy(np.empty(0, dtype=dtype)).dtype
+    return x.to(target)
+
+
+def is_constant(K: torch.Tensor) -> bool:
+    """True when autograd cannot reach ``K``: it needs no gradient (or grad mode is off) and has no tangent.
+
+    A forward-mode tangent (``torch.autograd.forward_ad``) does not set ``requires_grad`` but is a
+    derivative all the same, so a dual tensor is not constant either.
+    """
+    return (not K.requires_grad or not torch.is_grad_enabled()) and fwAD.unpack_dual(K).tangent is None
+
+
+def transpose(x: torch.Tensor) -> torch.Tensor:
+    return x.t()
+
+
+def flip(x: torch.Tensor) -> torch.Tensor:
+    return torch.flip(x, (0, 1))
+
+
+def pad(x: torch.Tensor, rows: tuple[int, int], cols: tuple[int, int]) -> torch.Tensor:
+    return F.pad(x, (*cols, *rows))  # F.pad lists the last axis first
+
+
+def sparse_matrix(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> torch.Tensor:
+    """A coalesced ``torch.sparse_coo_tensor`` (duplicate entries summed), ready for ``torch.sparse.mm``."""
+    indices = torch.from_numpy(np.stack([rows, cols]).astype(np.int64))
+    values = torch.from_numpy(np.ascontiguousarray(values))
+    return torch.sparse_coo_tensor(indices, values, shape, check_invariants=True).coalesce()
