@@ -26,6 +26,7 @@ _FRAMEWORK_BY_MODULE = {
     "jax": "jax",
     "jaxlib": "jax",
     "mxnet": "mxnet",
+    "dask": "dask",
 }
 _RaggedWarning = getattr(np, "exceptions", np).VisibleDeprecationWarning  # NumPy < 1.24 only warns
 _STORED_DTYPES = frozenset({np.dtype(np.float32), np.dtype(np.float64)})  # kept as they are

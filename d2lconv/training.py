@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from d2lconv import methods
-from d2lconv._backend import active_adapter
-from d2lconv._inputs import as_tensor, check_matrix, kernel_size_pair, to_numpy
+from d2lconv._backend import active_adapter, load_adapter
+from d2lconv._inputs import as_tensor, check_matrix, framework_of, kernel_size_pair, to_numpy
 
 LAYERS = ("builtin", "custom")
 INITS = ("random", "zeros")
@@ -80,13 +80,13 @@ def train_kernel(
     if adapter.dtype_of(Y) != adapter.dtype_of(X):
         Y = adapter.cast(Y, adapter.dtype_of(X))
     if lr == "auto":
-        lr = 1.0 / largest_curvature(to_numpy(X), kernel_shape, bias=bias)
+        lr = 1.0 / largest_curvature(X, kernel_shape, bias=bias)
     trainer = adapter.make_trainer(X, Y, kernel_shape, layer=layer, bias=bias, init=init, seed=seed, lr=lr)
     losses: list[float] = []
     for epoch in range(1, epochs + 1):
         loss = trainer.step()
         losses.append(loss)
-        _check_progress(losses, lambda: largest_curvature(to_numpy(X), kernel_shape, bias=bias), lr)
+        _check_progress(losses, lambda: largest_curvature(X, kernel_shape, bias=bias), lr)
         if verbose and epoch % 2 == 0:
             print(f"epoch {epoch}, loss {loss:.3f}")
         if callback is not None:
@@ -120,14 +120,19 @@ def _check_progress(losses: list[float], curvature: Callable[[], float], lr: flo
     )
 
 
-def largest_curvature(X: np.ndarray, kernel_shape: tuple[int, int], *, bias: bool = False,
+def largest_curvature(X: Any, kernel_shape: tuple[int, int], *, bias: bool = False,
                       iterations: int = 200, tolerance: float = 1e-6) -> float:
     """The largest eigenvalue of the Hessian of ``sum((corr2d(X, K) + b - Y) ** 2)``.
 
     Power iteration on ``2 A^T A`` in float64, where ``A`` applies the kernel (and bias) to ``X`` and
     ``A^T`` is :func:`d2lconv.methods.kernel_gradient`. Costs two cross-correlations per iteration.
+    ``X`` is a NumPy array or a tensor of any backend; a Dask array is never loaded whole: its blocks
+    are summed in a few passes (see ``d2lconv.backends.dask.curvature``).
     """
-    X = np.asarray(X, dtype=np.float64)
+    if framework_of(X) == "dask":
+        return load_adapter("dask").largest_curvature(X, kernel_size_pair(kernel_shape), bias=bias,
+                                                      iterations=iterations, tolerance=tolerance)
+    X = np.asarray(to_numpy(X), dtype=np.float64)
     rng = np.random.default_rng(0)
     kernel = rng.random(kernel_shape) + 0.5
     offset = 1.0 if bias else 0.0

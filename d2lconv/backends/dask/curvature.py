@@ -1,0 +1,47 @@
+"""The largest curvature of the kernel-learning loss on a Dask array (what ``lr="auto"`` needs), in few passes.
+
+The loss ``sum((corr2d(X, K) + b - Y) ** 2)`` has the Hessian ``2 A^T A``, where the columns of ``A`` are the
+kernel's shifted windows of ``X`` (and a column of ones for a bias). For small kernels ``A^T A`` itself is
+cheap: one pass over the data sums it block by block, and its largest eigenvalue is exact. For larger ones
+(more than ``GRAM_TAPS`` elements) the power iteration of :func:`d2lconv.largest_curvature` runs with one
+pass over the data per iteration, every block contributing its share of ``A^T A v``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import dask.array as da
+import numpy as np
+
+from d2lconv.backends.dask import blocks
+from d2lconv.backends.dask.tiling import block_sums, tile
+
+# Up to this many kernel elements the exact Gram matrix (taps^2 multiply-adds per pixel, one pass) costs less
+# than power iteration (2 taps multiply-adds per pixel per pass, tens of passes).
+GRAM_TAPS = 64
+
+
+def largest_curvature(X: da.Array, kernel_shape: tuple[int, int], *, bias: bool = False, iterations: int = 200,
+                      tolerance: float = 1e-6) -> float:
+    """The largest eigenvalue of the Hessian of ``sum((corr2d(X, K) + b - Y) ** 2)``, for a Dask array ``X``."""
+    tiling = tile(X, kernel_shape, (1, 1))
+    taps = kernel_shape[0] * kernel_shape[1]
+    if taps <= GRAM_TAPS:
+        size = taps + bool(bias)
+        gram = block_sums(blocks.gram_terms, tiling, size=size * size, kernel_shape=kernel_shape, bias=bias)
+        return 2 * float(np.linalg.eigvalsh(gram.compute().reshape(size, size))[-1])
+    rng = np.random.default_rng(0)  # the same start and steps as d2lconv.largest_curvature
+    kernel = rng.random(kernel_shape) + 0.5
+    offset = 1.0 if bias else 0.0
+    estimate = 0.0
+    for _ in range(iterations):
+        norm = math.sqrt(float((kernel ** 2).sum()) + offset ** 2)
+        kernel, offset = kernel / norm, offset / norm
+        sums = block_sums(blocks.normal_terms, tiling, size=1 + taps, kernel=kernel, offset=offset).compute()
+        kernel = 2 * sums[1:].reshape(kernel_shape)
+        offset = 2 * float(sums[0]) if bias else 0.0
+        previous, estimate = estimate, math.sqrt(float((kernel ** 2).sum()) + offset ** 2)
+        if abs(estimate - previous) <= tolerance * estimate:
+            break
+    return estimate

@@ -1,0 +1,64 @@
+"""The methods of ``corr2d`` on Dask arrays: each block computed once by the chunk backend's same method.
+
+Each function takes an already padded Dask array and returns the lazy valid cross-correlation (see
+``d2lconv.backends``): the array is cut into blocks with the halo their windows need (``tiling``), and
+every block is handed to the chunk backend (NumPy unless ``set_chunk_backend`` says otherwise). Which
+methods exist, and what ``method="auto"`` chooses, is the chunk backend's: its numbers are read through
+:func:`chunk_dependent` when the graph is built.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dask.array as da
+import numpy as np
+
+from d2lconv.backends.dask import blocks
+from d2lconv.backends.dask.selection import chunk_adapter, get_chunk_backend
+from d2lconv.backends.dask.tensors import small_to_numpy
+from d2lconv.backends.dask.tiling import map_windows, tile
+
+# Names of the adapter whose value is the chunk backend's (``method="auto"``'s cost model, FFT and native ops).
+CHUNK_DEPENDENT = ("FFT_PASSES", "NATIVE_BELOW", "NATIVE_TAPS", "NO_FFT", "NO_NATIVE", "corr2d_fft", "corr2d_native")
+
+
+def correlate_blocks(method: str, X: da.Array, kernels: tuple[Any, ...], stride: tuple[int, int]) -> da.Array:
+    """Lazy ``corr2d`` of the padded ``X`` with the chunk backend's ``method`` on every block."""
+    kernels = tuple(np.ascontiguousarray(small_to_numpy(k)) for k in kernels)
+    shape = (kernels[0].shape[0], kernels[1].shape[0]) if method == "separable" else kernels[0].shape
+    return map_windows(blocks.correlate_window, tile(X, shape, stride), dtype=X.dtype, backend=get_chunk_backend(),
+                       method=method, kernels=kernels, stride=stride, out_dtype=X.dtype)
+
+
+def corr2d_direct(X: da.Array, K: da.Array, stride: tuple[int, int] = (1, 1)) -> da.Array:
+    """The chunk backend's sum of shifted slices on every block."""
+    return correlate_blocks("direct", X, (K,), stride)
+
+
+def corr2d_separable(X: da.Array, column: da.Array, row: da.Array, stride: tuple[int, int] = (1, 1)) -> da.Array:
+    """The chunk backend's two 1-D passes on every block."""
+    return correlate_blocks("separable", X, (column, row), stride)
+
+
+def _fft(X: da.Array, K: da.Array, stride: tuple[int, int] = (1, 1)) -> da.Array:
+    """The chunk backend's FFT correlation on every block (each block's own transform, halo included)."""
+    return correlate_blocks("fft", X, (K,), stride)
+
+
+def _native(X: da.Array, K: da.Array, stride: tuple[int, int] = (1, 1)) -> da.Array:
+    """The chunk backend's framework conv op on every block."""
+    return correlate_blocks("native", X, (K,), stride)
+
+
+def chunk_dependent(name: str) -> Any:
+    """The value of adapter attribute ``name`` with the chunk backend in force."""
+    chunks = chunk_adapter()
+    if name == "corr2d_fft":
+        return None if chunks.corr2d_fft is None else _fft
+    if name == "corr2d_native":
+        return None if chunks.corr2d_native is None else _native
+    if name in ("NO_FFT", "NO_NATIVE"):
+        return (f"its chunks are computed by the {chunks.NAME!r} backend (d2lconv.backends.dask.set_chunk_backend "
+                f"chooses another): {getattr(chunks, name)}")
+    return getattr(chunks, name)
