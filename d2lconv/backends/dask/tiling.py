@@ -1,11 +1,16 @@
 """Splitting a strided valid cross-correlation of a chunked array into independent blocks.
 
 Window ``i`` of an axis starts at input row ``i * stride`` and spans ``k`` rows. Each output block holds the
-windows that *start* in one input chunk, so it needs that chunk plus the ``k - 1`` rows after it (its halo),
-and nothing before it: ``dask.array.overlap`` copies the halo from the next chunk (an asymmetric depth,
-``(0, k - 1)``), then ``map_blocks`` computes each block once. Where a block's first window starts inside
-its chunk (``stride > 1``), the block skips to it, so the windows, and so the results, are those of the
-whole array whatever the chunks.
+windows that *start* in one input chunk, so it needs that chunk plus the ``k - 1`` rows after it and the
+``k - 1`` columns to its right (its halo: strips of the chunks below, to the right and diagonally), and nothing
+before it. ``map_blocks`` then computes each block once, from its chunk and the three strips. Where a block's
+first window starts inside its chunk (``stride > 1``), the block skips to it, so the windows, and so the
+results, are those of the whole array whatever the chunks.
+
+Memory. A chunk that gives strips to its neighbours stays in memory until its own block runs, which in any
+order of the blocks is about a row (or column) of chunks later: peak memory is about one row of chunks
+plus a few chunks per worker thread. Chunks that span the whole width (``chunks=(rows, -1)``) make a row
+one chunk, and memory a few chunks per thread, whatever the image's size.
 
 Two adjustments keep every block simple: chunks shorter than the halo or the stride are merged with their
 neighbours (so a halo never reaches past the next chunk, and every chunk starts a window), and the chunks
@@ -20,6 +25,8 @@ from typing import Any
 
 import dask.array as da
 import numpy as np
+
+NAME_PREFIX = "d2lconv-"  # the names of the arrays made by d2lconv's blocks
 
 
 @dataclass(frozen=True)
@@ -85,38 +92,95 @@ class Plan:
         return self.rows.counts, self.cols.counts
 
     @property
+    def pieces(self) -> int:
+        """How many arrays make a block: its chunk, then the strips below, to the right and diagonally."""
+        below, right = self.kernel_shape[0] > 1, self.kernel_shape[1] > 1
+        return 1 + below + right + (below and right)
+
+    @property
     def largest_block(self) -> tuple[int, int]:
         """The input shape of the largest block's windows (what one chunk computation sees)."""
         (h, w), (s_h, s_w) = self.kernel_shape, self.stride
         return (max(self.rows.counts) - 1) * s_h + h, (max(self.cols.counts) - 1) * s_w + w
 
-    def window(self, block: np.ndarray, block_id: tuple[int, ...]) -> np.ndarray:
-        """The part of an overlapped ``block`` that its windows cover (a view)."""
+    def window(self, pieces: tuple[np.ndarray, ...], block_id: tuple[int, ...]) -> np.ndarray:
+        """The input that block ``block_id``'s windows cover: a view of its chunk, or a copy with its halo."""
         i, j = block_id[0], block_id[1]
         (h, w), (s_h, s_w) = self.kernel_shape, self.stride
         top, left = self.rows.offsets[i], self.cols.offsets[j]
         rows, cols = (self.rows.counts[i] - 1) * s_h + h, (self.cols.counts[j] - 1) * s_w + w
-        return block[top:top + rows, left:left + cols]
+        chunk = pieces[0]
+        inside = (min(rows, chunk.shape[0] - top), min(cols, chunk.shape[1] - left))
+        if inside == (rows, cols):
+            return chunk[top:top + rows, left:left + cols]
+        below = pieces[1] if h > 1 else None
+        right = pieces[1 + (h > 1)] if w > 1 else None
+        out = np.empty((rows, cols), dtype=chunk.dtype)
+        out[:inside[0], :inside[1]] = chunk[top:top + inside[0], left:left + inside[1]]
+        if inside[1] < cols:
+            out[:inside[0], inside[1]:] = right[top:top + inside[0], :cols - inside[1]]
+        if inside[0] < rows:
+            out[inside[0]:, :inside[1]] = below[:rows - inside[0], left:left + inside[1]]
+            if inside[1] < cols:
+                out[inside[0]:, inside[1]:] = pieces[-1][:rows - inside[0], :cols - inside[1]]
+        return out
 
 
 @dataclass(frozen=True)
 class Tiling:
-    """A padded input cut into overlapping blocks, one per block of the correlation's output."""
+    """A padded input cut into blocks, one per block of the correlation's output, with their halos."""
 
-    blocks: da.Array  # the input with each chunk extended by the halo of the next
+    pieces: tuple[da.Array, ...]  # the chunks, then the strips below, to the right and diagonally, block-aligned
     plan: Plan
 
 
 def tile(X: da.Array, kernel_shape: tuple[int, int], stride: tuple[int, int]) -> Tiling:
-    """Plan the blocks of ``corr2d(X, K, stride)`` (``X`` already padded) and overlap ``X`` accordingly."""
+    """Plan the blocks of ``corr2d(X, K, stride)`` (``X`` already padded) and cut their halos."""
     rows = plan_axis(X.chunks[0], X.shape[0], kernel_shape[0], stride[0])
     cols = plan_axis(X.chunks[1], X.shape[1], kernel_shape[1], stride[1])
     if (rows.chunks, cols.chunks) != X.chunks:
         X = X.rechunk((rows.chunks, cols.chunks))
-    halo = {0: (0, kernel_shape[0] - 1), 1: (0, kernel_shape[1] - 1)}
-    if kernel_shape != (1, 1):
-        X = da.overlap.overlap(X, depth=halo, boundary="none")
-    return Tiling(X, Plan(rows, cols, kernel_shape, stride))
+    return Tiling((X, *_halos(X, kernel_shape[0] - 1, kernel_shape[1] - 1)), Plan(rows, cols, kernel_shape, stride))
+
+
+def _halos(X: da.Array, depth: int, width: int) -> list[da.Array]:
+    """The strips each block needs from the chunks below, to the right and diagonally (zeros past the edge)."""
+    if not (depth or width):
+        return []
+    (row_chunks, col_chunks), (n_rows, n_cols) = X.chunks, X.numblocks
+    halos = []
+    if depth:
+        tops = X.map_blocks(_corner, rows=depth, cols=None, chunks=((depth,) * n_rows, col_chunks),
+                                 dtype=X.dtype, meta=np.empty((0, 0), X.dtype))
+        halos.append(_shifted(tops, 0))
+    if width:
+        lefts = X.map_blocks(_corner, rows=None, cols=width, chunks=(row_chunks, (width,) * n_cols),
+                                  dtype=X.dtype, meta=np.empty((0, 0), X.dtype))
+        halos.append(_shifted(lefts, 1))
+    if depth and width:
+        corners = X.map_blocks(_corner, rows=depth, cols=width, chunks=((depth,) * n_rows, (width,) * n_cols),
+                                    dtype=X.dtype, meta=np.empty((0, 0), X.dtype))
+        halos.append(_shifted(_shifted(corners, 0), 1))
+    return halos
+
+
+def _corner(chunk: np.ndarray, rows: int | None, cols: int | None) -> np.ndarray:
+    """A copy of the chunk's first rows or columns (a copy: a view would keep the whole chunk in memory)."""
+    return chunk[:rows, :cols].copy()
+
+
+def _shifted(strips: da.Array, axis: int) -> da.Array:
+    """Block ``i`` takes the strip of block ``i + 1`` along ``axis``; the last block gets zeros (never read)."""
+    size = strips.chunks[axis][0]
+    shape = list(strips.shape)
+    shape[axis] = size
+    chunks = list(strips.chunks)
+    chunks[axis] = (size,)
+    zeros = da.zeros(tuple(shape), chunks=tuple(chunks), dtype=strips.dtype)
+    if strips.numblocks[axis] == 1:
+        return zeros
+    rest = strips[size:] if axis == 0 else strips[:, size:]
+    return da.concatenate([rest, zeros], axis=axis)
 
 
 def map_windows(function: Callable[..., np.ndarray], tiling: Tiling, *aligned: da.Array, dtype: Any,
@@ -127,8 +191,9 @@ def map_windows(function: Callable[..., np.ndarray], tiling: Tiling, *aligned: d
     """
     chunks = tiling.plan.output_chunks
     aligned = tuple(a if a.chunks == chunks else a.rechunk(chunks) for a in aligned)
-    return da.map_blocks(_call_on_window, tiling.blocks, *aligned, function=function, plan=tiling.plan,
-                         chunks=chunks, dtype=dtype, meta=np.empty((0, 0), dtype=dtype), **kwargs)
+    return da.map_blocks(_call_on_window, *tiling.pieces, *aligned, function=function, plan=tiling.plan,
+                         chunks=chunks, dtype=dtype, meta=np.empty((0, 0), dtype=dtype), token=NAME_PREFIX + "corr2d",
+                         **kwargs)
 
 
 def block_sums(function: Callable[..., np.ndarray], tiling: Tiling, *aligned: da.Array, size: int,
@@ -140,18 +205,20 @@ def block_sums(function: Callable[..., np.ndarray], tiling: Tiling, *aligned: da
     chunks = tiling.plan.output_chunks
     aligned = tuple(a if a.chunks == chunks else a.rechunk(chunks) for a in aligned)
     counts = tuple((1,) * len(axis) for axis in chunks)
-    parts = da.map_blocks(_vector_of_window, tiling.blocks, *aligned, function=function, plan=tiling.plan,
+    parts = da.map_blocks(_vector_of_window, *tiling.pieces, *aligned, function=function, plan=tiling.plan,
                           chunks=(*counts, (size,)), new_axis=2, dtype=np.float64,
-                          meta=np.empty((0, 0, 0), dtype=np.float64), **kwargs)
+                          meta=np.empty((0, 0, 0), dtype=np.float64), token=NAME_PREFIX + "sums", **kwargs)
     return parts.sum(axis=(0, 1))
 
 
-def _call_on_window(block: np.ndarray, *aligned: np.ndarray, function: Callable[..., np.ndarray], plan: Plan,
+def _call_on_window(*arrays: np.ndarray, function: Callable[..., np.ndarray], plan: Plan,
                     block_id: tuple[int, ...] | None = None, **kwargs: Any) -> np.ndarray:
-    return function(plan.window(block, block_id), *aligned, **kwargs)
+    pieces = plan.pieces
+    return function(plan.window(arrays[:pieces], block_id), *arrays[pieces:], **kwargs)
 
 
-def _vector_of_window(block: np.ndarray, *aligned: np.ndarray, function: Callable[..., np.ndarray],
-                      plan: Plan, block_id: tuple[int, ...] | None = None, **kwargs: Any) -> np.ndarray:
-    vector = np.asarray(function(plan.window(block, block_id), *aligned, **kwargs), dtype=np.float64)
-    return vector.reshape(1, 1, -1)
+def _vector_of_window(*arrays: np.ndarray, function: Callable[..., np.ndarray], plan: Plan,
+                      block_id: tuple[int, ...] | None = None, **kwargs: Any) -> np.ndarray:
+    pieces = plan.pieces
+    vector = function(plan.window(arrays[:pieces], block_id), *arrays[pieces:], **kwargs)
+    return np.asarray(vector, dtype=np.float64).reshape(1, 1, -1)
