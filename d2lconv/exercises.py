@@ -18,7 +18,6 @@ from d2lconv._gradients import corr2d_gradients, layer_gradients
 from d2lconv._inputs import to_numpy
 from d2lconv._tensors import Conv2D
 
-
 # Backends without autodiff: their gradients are hand-written adjoints, whatever method computed the output.
 NO_AUTODIFF = {
     "numpy": "NumPy has no autodiff: the loop has no gradient (d2lconv's layer has a hand-written one)",

@@ -136,7 +136,8 @@ def _new_directory(path: Path) -> Iterator[Path]:
         raise
 
 
-def write_zarr(array: Any, path: str | os.PathLike[str], *, chunks: tuple[int, int], progress: bool) -> tuple[float, float]:
+def write_zarr(array: Any, path: str | os.PathLike[str], *, chunks: tuple[int, int],
+               progress: bool) -> tuple[float, float]:
     """Write a lazy 2-D array to a new Zarr store chunk by chunk; returns its minimum and maximum.
 
     The range is computed in the same pass as the chunks are written. ``progress`` shows Dask's progress

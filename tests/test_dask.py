@@ -220,14 +220,14 @@ def test_a_kernel_is_learned_from_chunks_as_on_numpy(rng):
     K = rng.standard_normal((3, 3)).astype(np.float32)
     Y = in_memory(X, K)
     epochs = []
-    result = dc.train_kernel(da.from_array(X, chunks=(7, 2)), da.from_array(Y, chunks=11), (3, 3), lr="auto",
+    result = dc.train_kernel(da.from_array(X, chunks=(7, 11)), da.from_array(Y, chunks=(13, 5)), (3, 3), lr="auto",
                              epochs=40, init="zeros", callback=lambda epoch, loss: epochs.append(epoch))
     assert epochs == list(range(1, 41))
     # lr="auto" in chunks takes the exact curvature (the Gram matrix's largest eigenvalue): the in-memory power
     # iteration agrees to its tolerance, and exactly when run to convergence.
     assert result.lr == pytest.approx(1 / dc.largest_curvature(X, (3, 3)), rel=1e-4)
-    assert result.lr == pytest.approx(1 / dc.largest_curvature(X, (3, 3), iterations=10_000, tolerance=1e-14),
-                                      rel=1e-9)
+    assert result.lr == pytest.approx(1 / dc.largest_curvature(X, (3, 3), iterations=5000, tolerance=1e-13),
+                                      rel=1e-8)
     with dc.use_backend("numpy"):
         reference = dc.train_kernel(X, Y, (3, 3), lr=result.lr, epochs=40, init="zeros")
     np.testing.assert_allclose(result.losses[:10], reference.losses[:10], rtol=1e-4)
@@ -247,10 +247,10 @@ def test_curvature_in_chunks_equals_the_in_memory_one(kernel_shape, bias, rng):
 def test_bias_and_divergence_in_chunks(rng):
     X = rng.standard_normal((30, 30)).astype(np.float32)
     Y = in_memory(X, np.array([[1.0, -1.0]], np.float32)) + 0.5
-    learned = dc.train_kernel(da.from_array(X, chunks=4), Y, bias=True, lr="auto", epochs=60, layer="custom")
+    learned = dc.train_kernel(da.from_array(X, chunks=9), Y, bias=True, lr="auto", epochs=60, layer="custom")
     assert np.abs(learned.kernel - [[1.0, -1.0]]).max() < 1e-3 and learned.bias == pytest.approx(0.5, abs=1e-3)
     with pytest.raises(dc.TrainingDivergedError, match="is too large for this data"):
-        dc.train_kernel(da.from_array(X, chunks=4), Y, bias=True, lr=1.0, epochs=20)
+        dc.train_kernel(da.from_array(X, chunks=9), Y, bias=True, lr=1.0, epochs=20)
 
 
 def test_writing_a_large_response_holds_only_a_few_chunks(tmp_path):
@@ -298,8 +298,8 @@ def test_a_local_cluster_of_processes_gives_the_threaded_result(rng):
 
     with dask.config.set(scheduler="threads"):
         threaded, threaded_learning = run()
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client:
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    with cluster, distributed.Client(cluster) as client:
         pids = set(client.run(os.getpid).values())
         clustered, clustered_learning = run()
     assert len(pids) == 2 and os.getpid() not in pids  # the work ran in two other processes
@@ -326,7 +326,8 @@ def scan(tmp_path, rng):
 def test_edges_filters_a_zarr_store_into_a_new_one(tmp_path, scan):
     done = run_cli(tmp_path, "edges", "scan.zarr", "--kernel", "sobel-x", "--chunks", "100")
     assert done.returncode == 0, done.stderr
-    assert "'scan.zarr' (300x260, float32, chunks 100x100)" in done.stdout and "each chunk computed by 'numpy'" in done.stdout
+    assert "'scan.zarr' (300x260, float32, chunks 100x100)" in done.stdout
+    assert "each chunk computed by 'numpy'" in done.stdout
     assert "wrote scan-sobel-x.zarr (Zarr, float32, chunks 100x100)" in done.stdout
     assert done.stderr == ""  # no progress bar: stderr is not a terminal
     import zarr
