@@ -103,27 +103,57 @@ class Plan:
         (h, w), (s_h, s_w) = self.kernel_shape, self.stride
         return (max(self.rows.counts) - 1) * s_h + h, (max(self.cols.counts) - 1) * s_w + w
 
-    def window(self, pieces: tuple[np.ndarray, ...], block_id: tuple[int, ...]) -> np.ndarray:
-        """The input that block ``block_id``'s windows cover: a view of its chunk, or a copy with its halo."""
+    def parts(self, pieces: tuple[np.ndarray, ...],
+              block_id: tuple[int, ...]) -> list[tuple[slice, slice, np.ndarray]]:
+        """Block ``block_id`` as ``(output rows, output columns, input window)`` parts.
+
+        The windows that fit inside the chunk read it in place (a view, no copy); only the last rows and
+        columns of outputs, whose windows reach into the halo, get small windows copied from the chunk's
+        edge and the strips. One part when the block needs no halo.
+        """
         i, j = block_id[0], block_id[1]
         (h, w), (s_h, s_w) = self.kernel_shape, self.stride
         top, left = self.rows.offsets[i], self.cols.offsets[j]
-        rows, cols = (self.rows.counts[i] - 1) * s_h + h, (self.cols.counts[j] - 1) * s_w + w
+        count_r, count_c = self.rows.counts[i], self.cols.counts[j]
         chunk = pieces[0]
-        inside = (min(rows, chunk.shape[0] - top), min(cols, chunk.shape[1] - left))
-        if inside == (rows, cols):
-            return chunk[top:top + rows, left:left + cols]
-        below = pieces[1] if h > 1 else None
-        right = pieces[1 + (h > 1)] if w > 1 else None
-        out = np.empty((rows, cols), dtype=chunk.dtype)
-        out[:inside[0], :inside[1]] = chunk[top:top + inside[0], left:left + inside[1]]
-        if inside[1] < cols:
-            out[:inside[0], inside[1]:] = right[top:top + inside[0], :cols - inside[1]]
-        if inside[0] < rows:
-            out[inside[0]:, :inside[1]] = below[:rows - inside[0], left:left + inside[1]]
-            if inside[1] < cols:
-                out[inside[0]:, inside[1]:] = pieces[-1][:rows - inside[0], :cols - inside[1]]
-        return out
+        inner_r = min(count_r, max(0, (chunk.shape[0] - top - h) // s_h + 1))  # outputs whose windows fit
+        inner_c = min(count_c, max(0, (chunk.shape[1] - left - w) // s_w + 1))
+
+        def window(first_r: int, stop_r: int, first_c: int, stop_c: int) -> np.ndarray:
+            return _rectangle(pieces, self.kernel_shape, top + first_r * s_h, top + (stop_r - 1) * s_h + h,
+                              left + first_c * s_w, left + (stop_c - 1) * s_w + w)
+
+        parts = []
+        if inner_r and inner_c:
+            parts.append((slice(0, inner_r), slice(0, inner_c), window(0, inner_r, 0, inner_c)))
+        if inner_r and inner_c < count_c:
+            parts.append((slice(0, inner_r), slice(inner_c, count_c), window(0, inner_r, inner_c, count_c)))
+        if inner_r < count_r:
+            parts.append((slice(inner_r, count_r), slice(0, count_c), window(inner_r, count_r, 0, count_c)))
+        return parts
+
+
+def _rectangle(pieces: tuple[np.ndarray, ...], kernel_shape: tuple[int, int], r0: int, r1: int, c0: int,
+               c1: int) -> np.ndarray:
+    """Rows ``r0:r1`` and columns ``c0:c1`` of a chunk extended by its strips: a view when inside the chunk."""
+    chunk = pieces[0]
+    rows, cols = chunk.shape
+    if r1 <= rows and c1 <= cols:
+        return chunk[r0:r1, c0:c1]
+    below = pieces[1] if kernel_shape[0] > 1 else None
+    right = pieces[1 + (kernel_shape[0] > 1)] if kernel_shape[1] > 1 else None
+    out = np.empty((r1 - r0, c1 - c0), dtype=chunk.dtype)
+    inside_r, inside_c = max(0, min(r1, rows) - r0), max(0, min(c1, cols) - c0)
+    if inside_r and inside_c:
+        out[:inside_r, :inside_c] = chunk[r0:r0 + inside_r, c0:c0 + inside_c]
+    if inside_r and inside_c < out.shape[1]:
+        out[:inside_r, inside_c:] = right[r0:r0 + inside_r, max(c0 - cols, 0):c1 - cols]
+    if inside_r < out.shape[0]:
+        if inside_c:
+            out[inside_r:, :inside_c] = below[max(r0 - rows, 0):r1 - rows, c0:c0 + inside_c]
+        if inside_c < out.shape[1]:
+            out[inside_r:, inside_c:] = pieces[-1][max(r0 - rows, 0):r1 - rows, max(c0 - cols, 0):c1 - cols]
+    return out
 
 
 @dataclass(frozen=True)
@@ -192,8 +222,8 @@ def map_windows(function: Callable[..., np.ndarray], tiling: Tiling, *aligned: d
     chunks = tiling.plan.output_chunks
     aligned = tuple(a if a.chunks == chunks else a.rechunk(chunks) for a in aligned)
     return da.map_blocks(_call_on_window, *tiling.pieces, *aligned, function=function, plan=tiling.plan,
-                         chunks=chunks, dtype=dtype, meta=np.empty((0, 0), dtype=dtype), token=NAME_PREFIX + "corr2d",
-                         **kwargs)
+                         block_dtype=np.dtype(dtype), chunks=chunks, dtype=dtype, meta=np.empty((0, 0), dtype=dtype),
+                         token=NAME_PREFIX + "corr2d", **kwargs)
 
 
 def block_sums(function: Callable[..., np.ndarray], tiling: Tiling, *aligned: da.Array, size: int,
@@ -211,14 +241,21 @@ def block_sums(function: Callable[..., np.ndarray], tiling: Tiling, *aligned: da
     return parts.sum(axis=(0, 1))
 
 
-def _call_on_window(*arrays: np.ndarray, function: Callable[..., np.ndarray], plan: Plan,
+def _call_on_window(*arrays: np.ndarray, function: Callable[..., np.ndarray], plan: Plan, block_dtype: Any,
                     block_id: tuple[int, ...] | None = None, **kwargs: Any) -> np.ndarray:
-    pieces = plan.pieces
-    return function(plan.window(arrays[:pieces], block_id), *arrays[pieces:], **kwargs)
+    pieces, aligned = arrays[:plan.pieces], arrays[plan.pieces:]
+    parts = plan.parts(pieces, block_id)
+    if len(parts) == 1:
+        return function(parts[0][2], *aligned, **kwargs)
+    out = np.empty((plan.rows.counts[block_id[0]], plan.cols.counts[block_id[1]]), dtype=block_dtype)
+    for rows, cols, window in parts:
+        out[rows, cols] = function(window, *(a[rows, cols] for a in aligned), **kwargs)
+    return out
 
 
 def _vector_of_window(*arrays: np.ndarray, function: Callable[..., np.ndarray], plan: Plan,
                       block_id: tuple[int, ...] | None = None, **kwargs: Any) -> np.ndarray:
-    pieces = plan.pieces
-    vector = function(plan.window(arrays[:pieces], block_id), *arrays[pieces:], **kwargs)
-    return np.asarray(vector, dtype=np.float64).reshape(1, 1, -1)
+    pieces, aligned = arrays[:plan.pieces], arrays[plan.pieces:]
+    vector = sum(np.asarray(function(window, *(a[rows, cols] for a in aligned), **kwargs), dtype=np.float64)
+                 for rows, cols, window in plan.parts(pieces, block_id))
+    return vector.reshape(1, 1, -1)
