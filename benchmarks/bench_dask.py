@@ -271,7 +271,8 @@ def markdown(record: dict[str, Any]) -> str:
         for r in scale:
             lines.append(
                 f"| {_size(r['image'])} | {_size(r['chunks'])} | {_size(r['kernel'])} | {r['seconds']:.1f} "
-                f"| {r['pixels_per_second'] / 1e6:.1f} | {r['rss_peak_mb']:.0f} | {r['rss_baseline_mb']:.0f} | {r['chunk_mb'] * r['threads']:.0f} "
+                f"| {r['pixels_per_second'] / 1e6:.1f} | {r['rss_peak_mb']:.0f} | {r['rss_baseline_mb']:.0f} "
+                f"| {r['chunk_mb'] * r['threads']:.0f} "
                 f"| {r['peak_over_chunk_times_threads']:.1f} | {r['image_mb']:.0f} | {r['checksum_dask']:.6e} "
                 f"| {r['checksum_in_memory']:.6e} | {r['largest_difference']:.2e} (values up to "
                 f"{r['largest_value']:.2g}) | {_load(r)} |")
