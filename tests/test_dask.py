@@ -340,6 +340,16 @@ def test_edges_filters_a_zarr_store_into_a_new_one(tmp_path, scan):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["scan-sobel-x.zarr", "scan.zarr"]
 
 
+def test_edges_writes_any_image_as_zarr(tmp_path):
+    from d2lconv.images import sample_image
+
+    done = run_cli(tmp_path, "edges", "-o", "sample.zarr", "--kernel", "laplacian", "--chunks", "50")
+    assert done.returncode == 0, done.stderr
+    assert "the sample image (128x128, float32, chunks 50x50)" in done.stdout
+    expected = in_memory(sample_image().astype(np.float32), dc.to_numpy(dc.kernels.laplacian()))
+    np.testing.assert_allclose(dc.to_numpy(da.from_zarr(str(tmp_path / "sample.zarr"))), expected, atol=1e-5)
+
+
 def test_edges_reads_a_compressed_tiled_tiff_and_a_plain_one(tmp_path, rng):
     tifffile = pytest.importorskip("tifffile")
     image = rng.integers(0, 65535, (200, 170), dtype=np.uint16)
