@@ -20,12 +20,18 @@ _BAND_BYTES = 1 << 20
 
 
 def correlate_window(window: np.ndarray, *, backend: str, method: str, kernels: tuple[np.ndarray, ...],
-                     stride: tuple[int, int], out_dtype: Any) -> np.ndarray:
+                     stride: tuple[int, int], out_dtype: Any, out: np.ndarray | None = None) -> np.ndarray:
     """The valid strided cross-correlation of ``window`` by ``backend``'s ``method`` (already chosen).
 
-    ``kernels`` is ``(K,)``, or ``(column, row)`` for ``"separable"``.
+    ``kernels`` is ``(K,)``, or ``(column, row)`` for ``"separable"``. ``out``, if given, receives the result:
+    NumPy's banded methods write straight into it, other backends' results are copied in.
     """
     adapter = load_adapter(backend)
+    if adapter.NAME == "numpy" and method in ("direct", "separable") and out is not None:
+        if method == "direct":
+            return adapter.corr2d_direct(window, kernels[0].astype(window.dtype, copy=False), stride, out=out)
+        column, row = (k.astype(window.dtype, copy=False) for k in kernels)
+        return adapter.corr2d_separable(window, column, row, stride, out=out)
     if adapter.NAME != "numpy":  # frameworks want their own contiguous, writable copy
         window = np.require(window, requirements=["C", "W"])
     X = adapter.from_numpy(window)
@@ -37,7 +43,10 @@ def correlate_window(window: np.ndarray, *, backend: str, method: str, kernels: 
         Y = Y if stride == (1, 1) else Y[::stride[0], ::stride[1]]
     else:
         Y = getattr(adapter, f"corr2d_{method}")(X, factors[0], stride)
-    return np.asarray(adapter.to_numpy(Y), dtype=out_dtype)
+    if out is None:
+        return np.asarray(adapter.to_numpy(Y), dtype=out_dtype)
+    out[...] = adapter.to_numpy(Y)
+    return out
 
 
 def kernel_gradient(window: np.ndarray, G: np.ndarray, kernel_shape: tuple[int, int],

@@ -217,7 +217,8 @@ def map_windows(function: Callable[..., np.ndarray], tiling: Tiling, *aligned: d
                 **kwargs: Any) -> da.Array:
     """The lazy output array: ``function(window, *aligned_blocks, **kwargs)`` for each output block.
 
-    ``aligned`` arrays have the output's shape; each is cut into the output's blocks.
+    ``aligned`` arrays have the output's shape; each is cut into the output's blocks. A block computed in
+    parts calls ``function(..., out=view)`` for each, which must write its result into ``view``.
     """
     chunks = tiling.plan.output_chunks
     aligned = tuple(a if a.chunks == chunks else a.rechunk(chunks) for a in aligned)
@@ -248,8 +249,8 @@ def _call_on_window(*arrays: np.ndarray, function: Callable[..., np.ndarray], pl
     if len(parts) == 1:
         return function(parts[0][2], *aligned, **kwargs)
     out = np.empty((plan.rows.counts[block_id[0]], plan.cols.counts[block_id[1]]), dtype=block_dtype)
-    for rows, cols, window in parts:
-        out[rows, cols] = function(window, *(a[rows, cols] for a in aligned), **kwargs)
+    for rows, cols, window in parts:  # each part written straight into its place
+        function(window, *(a[rows, cols] for a in aligned), out=out[rows, cols], **kwargs)
     return out
 
 

@@ -45,13 +45,21 @@ def _accumulate(out: np.ndarray, terms: Iterator[tuple[np.ndarray, float]], scra
         out += scratch
 
 
-def corr2d_direct(X: np.ndarray, K: np.ndarray, stride: tuple[int, int] = (1, 1)) -> np.ndarray:
-    """The shared sum of shifted slices (``methods.corr2d_direct``), band by band in the cache."""
+def corr2d_direct(X: np.ndarray, K: np.ndarray, stride: tuple[int, int] = (1, 1), *,
+                  out: np.ndarray | None = None) -> np.ndarray:
+    """The shared sum of shifted slices (``methods.corr2d_direct``), band by band in the cache.
+
+    ``out``, if given, receives the result (the Dask backend writes each block's parts into its output).
+    """
     (s_h, s_w), taps = stride, K.tolist()
     out_h, out_w = methods.valid_shape(X.shape, K.shape, stride)
     if out_h * out_w * K.size < _BAND_BYTES // 16:  # small enough for the cache anyway: fewer Python steps
-        return methods.corr2d_direct(X, K, stride)
-    Y = np.empty((out_h, out_w), dtype=X.dtype)
+        Y = methods.corr2d_direct(X, K, stride)
+        if out is None:
+            return Y
+        out[...] = Y
+        return out
+    Y = np.empty((out_h, out_w), dtype=X.dtype) if out is None else out
     scratch = np.empty_like(Y[:max(1, _BAND_BYTES // (out_w * X.itemsize))])
     for start, stop in _bands(out_h, out_w * X.itemsize):
         terms = ((X[start * s_h + a:(stop - 1) * s_h + a + 1:s_h, b:b + (out_w - 1) * s_w + 1:s_w], taps[a][b])
@@ -61,11 +69,11 @@ def corr2d_direct(X: np.ndarray, K: np.ndarray, stride: tuple[int, int] = (1, 1)
 
 
 def corr2d_separable(X: np.ndarray, column: np.ndarray, row: np.ndarray,
-                     stride: tuple[int, int] = (1, 1)) -> np.ndarray:
+                     stride: tuple[int, int] = (1, 1), *, out: np.ndarray | None = None) -> np.ndarray:
     """A row pass then a column pass (``methods.corr2d_separable``), band by band in the cache."""
     (s_h, s_w), h, w = stride, column.shape[0], row.shape[0]
     out_h, out_w = methods.valid_shape(X.shape, (h, w), stride)
-    Y = np.empty((out_h, out_w), dtype=X.dtype)
+    Y = np.empty((out_h, out_w), dtype=X.dtype) if out is None else out
     band = max(1, _BAND_BYTES // (out_w * X.itemsize))
     rows_needed = (band - 1) * s_h + h
     Z = np.empty((rows_needed, out_w), dtype=X.dtype)
