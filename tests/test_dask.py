@@ -105,6 +105,29 @@ def test_axis_plans_merge_short_chunks_and_chunks_without_a_window():
     assert plan.chunks == (30,) and plan.counts == (6,)
 
 
+def test_blocks_carry_leading_axes_whatever_their_chunks(rng):
+    """Axes before the last two (a batch, channels) ride along in each block, chunked or not."""
+    X = rng.standard_normal((3, 2, 23, 17)).astype(np.float32)
+    K = rng.standard_normal((3, 4)).astype(np.float32)
+
+    def each_image(window, out=None):
+        with dc.use_backend("numpy"):
+            result = np.stack([dc.corr2d(image, K, method="direct", stride=(2, 3))
+                               for image in window.reshape(-1, *window.shape[-2:])])
+        result = result.reshape(*window.shape[:-2], *result.shape[-2:])
+        if out is None:
+            return result
+        out[...] = result
+        return out
+
+    expected = each_image(X)
+    for chunks in [(1, 2, 3, 4), (3, 1, 5, 100), 2]:
+        tiles = tiling.tile(da.from_array(X, chunks=chunks), K.shape, (2, 3))
+        np.testing.assert_array_equal(tiling.map_windows(each_image, tiles, dtype=np.float32).compute(), expected)
+        total = tiling.block_sums(lambda window: [each_image(window).sum(dtype=np.float64)], tiles, size=1)
+        assert float(total.compute()[0]) == pytest.approx(expected.sum(dtype=np.float64), rel=1e-9)
+
+
 def test_the_result_is_lazy_and_every_block_is_computed_once(monkeypatch, rng):
     lock, calls, reads = threading.Lock(), [], []
     real = tiling._call_on_window

@@ -40,7 +40,7 @@ def _padded(x: da.Array, padding: Any, kernel_shape: tuple[int, int], stride: tu
 
 def _gradients(tiling: Tiling, G: da.Array) -> da.Array:
     """Lazy ``[dL/db, dL/dK...]`` of ``L = sum(G * corr2d(X, K) + b)`` for the tiled, padded ``X``."""
-    (h, w), stride = tiling.plan.kernel_shape, tiling.plan.stride
+    (h, w), stride = tiling.plan.extent, tiling.plan.stride
     return block_sums(blocks.gradient_terms, tiling, G, size=1 + h * w, kernel_shape=(h, w), stride=stride)
 
 
@@ -87,7 +87,7 @@ class _Trainer:
 
     def __init__(self, X: da.Array, Y: da.Array, layer: Conv2D, lr: float) -> None:
         self.tiling = tile(X, layer.weight.shape, (1, 1))
-        self.Y = Y.rechunk(self.tiling.plan.output_chunks)
+        self.Y = Y.rechunk(self.tiling.output_chunks())
         self.layer, self.lr = layer, lr
 
     def step(self) -> float:

@@ -80,27 +80,28 @@ def plan_axis(chunks: tuple[int, ...], length: int, kernel: int, stride: int) ->
 
 @dataclass(frozen=True)
 class Plan:
-    """Where each block's windows lie: small tuples of ints, sent with every block's task."""
+    """Where each block's windows lie: small tuples of ints, sent with every block's task.
+
+    The windows slide over the last two axes; any axes before them (a batch, channels) ride along whole in
+    each block, as the arrays' own chunks cut them.
+    """
 
     rows: Axis
     cols: Axis
-    kernel_shape: tuple[int, int]
+    extent: tuple[int, int]  # the rows and columns one window spans (a dilated kernel spans more than its size)
     stride: tuple[int, int]
-
-    @property
-    def output_chunks(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        return self.rows.counts, self.cols.counts
+    leading: int  # how many axes come before the last two
 
     @property
     def pieces(self) -> int:
         """How many arrays make a block: its chunk, then the strips below, to the right and diagonally."""
-        below, right = self.kernel_shape[0] > 1, self.kernel_shape[1] > 1
+        below, right = self.extent[0] > 1, self.extent[1] > 1
         return 1 + below + right + (below and right)
 
     @property
     def largest_block(self) -> tuple[int, int]:
-        """The input shape of the largest block's windows (what one chunk computation sees)."""
-        (h, w), (s_h, s_w) = self.kernel_shape, self.stride
+        """The input rows and columns of the largest block's windows (what one chunk computation sees)."""
+        (h, w), (s_h, s_w) = self.extent, self.stride
         return (max(self.rows.counts) - 1) * s_h + h, (max(self.cols.counts) - 1) * s_w + w
 
     def parts(self, pieces: tuple[np.ndarray, ...],
@@ -111,16 +112,16 @@ class Plan:
         columns of outputs, whose windows reach into the halo, get small windows copied from the chunk's
         edge and the strips. One part when the block needs no halo.
         """
-        i, j = block_id[0], block_id[1]
-        (h, w), (s_h, s_w) = self.kernel_shape, self.stride
+        i, j = block_id[self.leading], block_id[self.leading + 1]
+        (h, w), (s_h, s_w) = self.extent, self.stride
         top, left = self.rows.offsets[i], self.cols.offsets[j]
         count_r, count_c = self.rows.counts[i], self.cols.counts[j]
-        chunk = pieces[0]
-        inner_r = min(count_r, max(0, (chunk.shape[0] - top - h) // s_h + 1))  # outputs whose windows fit
-        inner_c = min(count_c, max(0, (chunk.shape[1] - left - w) // s_w + 1))
+        chunk_rows, chunk_cols = pieces[0].shape[-2:]
+        inner_r = min(count_r, max(0, (chunk_rows - top - h) // s_h + 1))  # outputs whose windows fit
+        inner_c = min(count_c, max(0, (chunk_cols - left - w) // s_w + 1))
 
         def window(first_r: int, stop_r: int, first_c: int, stop_c: int) -> np.ndarray:
-            return _rectangle(pieces, self.kernel_shape, top + first_r * s_h, top + (stop_r - 1) * s_h + h,
+            return _rectangle(pieces, self.extent, top + first_r * s_h, top + (stop_r - 1) * s_h + h,
                               left + first_c * s_w, left + (stop_c - 1) * s_w + w)
 
         parts = []
@@ -133,26 +134,26 @@ class Plan:
         return parts
 
 
-def _rectangle(pieces: tuple[np.ndarray, ...], kernel_shape: tuple[int, int], r0: int, r1: int, c0: int,
+def _rectangle(pieces: tuple[np.ndarray, ...], extent: tuple[int, int], r0: int, r1: int, c0: int,
                c1: int) -> np.ndarray:
     """Rows ``r0:r1`` and columns ``c0:c1`` of a chunk extended by its strips: a view when inside the chunk."""
     chunk = pieces[0]
-    rows, cols = chunk.shape
+    rows, cols = chunk.shape[-2:]
     if r1 <= rows and c1 <= cols:
-        return chunk[r0:r1, c0:c1]
-    below = pieces[1] if kernel_shape[0] > 1 else None
-    right = pieces[1 + (kernel_shape[0] > 1)] if kernel_shape[1] > 1 else None
-    out = np.empty((r1 - r0, c1 - c0), dtype=chunk.dtype)
+        return chunk[..., r0:r1, c0:c1]
+    below = pieces[1] if extent[0] > 1 else None
+    right = pieces[1 + (extent[0] > 1)] if extent[1] > 1 else None
+    out = np.empty((*chunk.shape[:-2], r1 - r0, c1 - c0), dtype=chunk.dtype)
     inside_r, inside_c = max(0, min(r1, rows) - r0), max(0, min(c1, cols) - c0)
     if inside_r and inside_c:
-        out[:inside_r, :inside_c] = chunk[r0:r0 + inside_r, c0:c0 + inside_c]
-    if inside_r and inside_c < out.shape[1]:
-        out[:inside_r, inside_c:] = right[r0:r0 + inside_r, max(c0 - cols, 0):c1 - cols]
-    if inside_r < out.shape[0]:
+        out[..., :inside_r, :inside_c] = chunk[..., r0:r0 + inside_r, c0:c0 + inside_c]
+    if inside_r and inside_c < c1 - c0:
+        out[..., :inside_r, inside_c:] = right[..., r0:r0 + inside_r, max(c0 - cols, 0):c1 - cols]
+    if inside_r < r1 - r0:
         if inside_c:
-            out[inside_r:, :inside_c] = below[max(r0 - rows, 0):r1 - rows, c0:c0 + inside_c]
-        if inside_c < out.shape[1]:
-            out[inside_r:, inside_c:] = pieces[-1][max(r0 - rows, 0):r1 - rows, max(c0 - cols, 0):c1 - cols]
+            out[..., inside_r:, :inside_c] = below[..., max(r0 - rows, 0):r1 - rows, c0:c0 + inside_c]
+        if inside_c < c1 - c0:
+            out[..., inside_r:, inside_c:] = pieces[-1][..., max(r0 - rows, 0):r1 - rows, max(c0 - cols, 0):c1 - cols]
     return out
 
 
@@ -162,101 +163,113 @@ class Tiling:
 
     pieces: tuple[da.Array, ...]  # the chunks, then the strips below, to the right and diagonally, block-aligned
     plan: Plan
+    leading_chunks: tuple[tuple[int, ...], ...]  # the input's chunks along the axes before the last two
+
+    def output_chunks(self, leading: tuple[tuple[int, ...], ...] | None = None) -> tuple[tuple[int, ...], ...]:
+        """The output's chunks: ``leading`` (the input's by default) then one block per window plan."""
+        return (*(self.leading_chunks if leading is None else leading), self.plan.rows.counts, self.plan.cols.counts)
 
 
-def tile(X: da.Array, kernel_shape: tuple[int, int], stride: tuple[int, int]) -> Tiling:
-    """Plan the blocks of ``corr2d(X, K, stride)`` (``X`` already padded) and cut their halos."""
-    rows = plan_axis(X.chunks[0], X.shape[0], kernel_shape[0], stride[0])
-    cols = plan_axis(X.chunks[1], X.shape[1], kernel_shape[1], stride[1])
-    if (rows.chunks, cols.chunks) != X.chunks:
-        X = X.rechunk((rows.chunks, cols.chunks))
-    return Tiling((X, *_halos(X, kernel_shape[0] - 1, kernel_shape[1] - 1)), Plan(rows, cols, kernel_shape, stride))
+def tile(X: da.Array, extent: tuple[int, int], stride: tuple[int, int]) -> Tiling:
+    """Plan the blocks of a valid correlation of ``X`` (already padded) over its last two axes; cut the halos.
+
+    ``extent`` is the rows and columns one window spans: the kernel's shape, or ``(h - 1) d + 1`` with a
+    dilation ``d``.
+    """
+    rows = plan_axis(X.chunks[-2], X.shape[-2], extent[0], stride[0])
+    cols = plan_axis(X.chunks[-1], X.shape[-1], extent[1], stride[1])
+    if (rows.chunks, cols.chunks) != X.chunks[-2:]:
+        X = X.rechunk((*X.chunks[:-2], rows.chunks, cols.chunks))
+    plan = Plan(rows, cols, tuple(extent), tuple(stride), X.ndim - 2)
+    return Tiling((X, *_halos(X, extent[0] - 1, extent[1] - 1)), plan, X.chunks[:-2])
 
 
 def _halos(X: da.Array, depth: int, width: int) -> list[da.Array]:
     """The strips each block needs from the chunks below, to the right and diagonally (zeros past the edge)."""
-    if not (depth or width):
-        return []
-    (row_chunks, col_chunks), (n_rows, n_cols) = X.chunks, X.numblocks
+    lead = X.chunks[:-2]
+    (row_chunks, col_chunks), (n_rows, n_cols) = X.chunks[-2:], X.numblocks[-2:]
     halos = []
+
+    def strips(rows: int | None, cols: int | None, chunks: tuple[tuple[int, ...], ...]) -> da.Array:
+        return X.map_blocks(_corner, rows=rows, cols=cols, chunks=(*lead, *chunks), dtype=X.dtype,
+                            meta=np.empty((0,) * X.ndim, X.dtype))
+
     if depth:
-        tops = X.map_blocks(_corner, rows=depth, cols=None, chunks=((depth,) * n_rows, col_chunks),
-                                 dtype=X.dtype, meta=np.empty((0, 0), X.dtype))
-        halos.append(_shifted(tops, 0))
+        halos.append(_shifted(strips(depth, None, ((depth,) * n_rows, col_chunks)), X.ndim - 2))
     if width:
-        lefts = X.map_blocks(_corner, rows=None, cols=width, chunks=(row_chunks, (width,) * n_cols),
-                                  dtype=X.dtype, meta=np.empty((0, 0), X.dtype))
-        halos.append(_shifted(lefts, 1))
+        halos.append(_shifted(strips(None, width, (row_chunks, (width,) * n_cols)), X.ndim - 1))
     if depth and width:
-        corners = X.map_blocks(_corner, rows=depth, cols=width, chunks=((depth,) * n_rows, (width,) * n_cols),
-                                    dtype=X.dtype, meta=np.empty((0, 0), X.dtype))
-        halos.append(_shifted(_shifted(corners, 0), 1))
+        corners = strips(depth, width, ((depth,) * n_rows, (width,) * n_cols))
+        halos.append(_shifted(_shifted(corners, X.ndim - 2), X.ndim - 1))
     return halos
 
 
 def _corner(chunk: np.ndarray, rows: int | None, cols: int | None) -> np.ndarray:
     """A copy of the chunk's first rows or columns (a copy: a view would keep the whole chunk in memory)."""
-    return chunk[:rows, :cols].copy()
+    return chunk[..., :rows, :cols].copy()
 
 
 def _shifted(strips: da.Array, axis: int) -> da.Array:
     """Block ``i`` takes the strip of block ``i + 1`` along ``axis``; the last block gets zeros (never read)."""
     size = strips.chunks[axis][0]
-    shape = list(strips.shape)
-    shape[axis] = size
-    chunks = list(strips.chunks)
-    chunks[axis] = (size,)
+    shape, chunks = list(strips.shape), list(strips.chunks)
+    shape[axis], chunks[axis] = size, (size,)
     zeros = da.zeros(tuple(shape), chunks=tuple(chunks), dtype=strips.dtype)
     if strips.numblocks[axis] == 1:
         return zeros
-    rest = strips[size:] if axis == 0 else strips[:, size:]
+    rest = strips[(slice(None),) * axis + (slice(size, None),)]
     return da.concatenate([rest, zeros], axis=axis)
 
 
 def map_windows(function: Callable[..., np.ndarray], tiling: Tiling, *aligned: da.Array, dtype: Any,
-                **kwargs: Any) -> da.Array:
+                leading: tuple[tuple[int, ...], ...] | None = None, **kwargs: Any) -> da.Array:
     """The lazy output array: ``function(window, *aligned_blocks, **kwargs)`` for each output block.
 
-    ``aligned`` arrays have the output's shape; each is cut into the output's blocks. A block computed in
-    parts calls ``function(..., out=view)`` for each, which must write its result into ``view``.
+    ``aligned`` arrays have the output's shape; each is cut into the output's blocks. ``leading`` gives the
+    output's chunks along the axes before the last two when they are not the input's (channels in, out).
+    A block computed in parts calls ``function(..., out=view)`` for each, which must write into ``view``.
     """
-    chunks = tiling.plan.output_chunks
+    chunks = tiling.output_chunks(leading)
     aligned = tuple(a if a.chunks == chunks else a.rechunk(chunks) for a in aligned)
     return da.map_blocks(_call_on_window, *tiling.pieces, *aligned, function=function, plan=tiling.plan,
-                         block_dtype=np.dtype(dtype), chunks=chunks, dtype=dtype, meta=np.empty((0, 0), dtype=dtype),
-                         token=NAME_PREFIX + "corr2d", **kwargs)
+                         out_leading=chunks[:-2], block_dtype=np.dtype(dtype), chunks=chunks, dtype=dtype,
+                         meta=np.empty((0,) * len(chunks), dtype=dtype), token=NAME_PREFIX + "corr2d", **kwargs)
 
 
 def block_sums(function: Callable[..., np.ndarray], tiling: Tiling, *aligned: da.Array, size: int,
-               **kwargs: Any) -> da.Array:
+               leading: tuple[tuple[int, ...], ...] | None = None, **kwargs: Any) -> da.Array:
     """The sum over all blocks of ``function(window, *aligned_blocks, **kwargs)``, a float64 vector of ``size``.
 
     Dask reduces the per-block vectors in a tree, so memory holds a few vectors, never the blocks' inputs.
     """
-    chunks = tiling.plan.output_chunks
+    chunks = tiling.output_chunks(leading)
     aligned = tuple(a if a.chunks == chunks else a.rechunk(chunks) for a in aligned)
     counts = tuple((1,) * len(axis) for axis in chunks)
     parts = da.map_blocks(_vector_of_window, *tiling.pieces, *aligned, function=function, plan=tiling.plan,
-                          chunks=(*counts, (size,)), new_axis=2, dtype=np.float64,
-                          meta=np.empty((0, 0, 0), dtype=np.float64), token=NAME_PREFIX + "sums", **kwargs)
-    return parts.sum(axis=(0, 1))
+                          chunks=(*counts, (size,)), new_axis=len(chunks), dtype=np.float64,
+                          meta=np.empty((0,) * (len(chunks) + 1), dtype=np.float64), token=NAME_PREFIX + "sums",
+                          **kwargs)
+    return parts.sum(axis=tuple(range(len(chunks))))
 
 
-def _call_on_window(*arrays: np.ndarray, function: Callable[..., np.ndarray], plan: Plan, block_dtype: Any,
+def _call_on_window(*arrays: np.ndarray, function: Callable[..., np.ndarray], plan: Plan,
+                    out_leading: tuple[tuple[int, ...], ...], block_dtype: Any,
                     block_id: tuple[int, ...] | None = None, **kwargs: Any) -> np.ndarray:
     pieces, aligned = arrays[:plan.pieces], arrays[plan.pieces:]
     parts = plan.parts(pieces, block_id)
     if len(parts) == 1:
         return function(parts[0][2], *aligned, **kwargs)
-    out = np.empty((plan.rows.counts[block_id[0]], plan.cols.counts[block_id[1]]), dtype=block_dtype)
+    lead = tuple(sizes[index] for sizes, index in zip(out_leading, block_id))
+    i, j = block_id[plan.leading], block_id[plan.leading + 1]
+    out = np.empty((*lead, plan.rows.counts[i], plan.cols.counts[j]), dtype=block_dtype)
     for rows, cols, window in parts:  # each part written straight into its place
-        function(window, *(a[rows, cols] for a in aligned), out=out[rows, cols], **kwargs)
+        function(window, *(a[..., rows, cols] for a in aligned), out=out[..., rows, cols], **kwargs)
     return out
 
 
 def _vector_of_window(*arrays: np.ndarray, function: Callable[..., np.ndarray], plan: Plan,
                       block_id: tuple[int, ...] | None = None, **kwargs: Any) -> np.ndarray:
     pieces, aligned = arrays[:plan.pieces], arrays[plan.pieces:]
-    vector = sum(np.asarray(function(window, *(a[rows, cols] for a in aligned), **kwargs), dtype=np.float64)
+    vector = sum(np.asarray(function(window, *(a[..., rows, cols] for a in aligned), **kwargs), dtype=np.float64)
                  for rows, cols, window in plan.parts(pieces, block_id))
-    return vector.reshape(1, 1, -1)
+    return vector.reshape((1,) * (len(block_id) - 1) + (-1,))
