@@ -244,8 +244,11 @@ def run_phase(name: str, params: dict[str, Any], workdir: str) -> dict[str, Any]
     """One phase in a fresh interpreter, for its own peak memory; its result comes back as JSON."""
     command = [sys.executable, __file__, "--phase", name, "--params", json.dumps(params), "--workdir", workdir]
     load_before = os.getloadavg()
-    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"the {name} run {params} failed (exit status {done.returncode}); its error is above")
+    result = json.loads(lines[-1])
     result.update(phase=name, load_before=list(load_before), load_after=list(os.getloadavg()))
     return result
 
@@ -337,20 +340,26 @@ def main(argv: list[str] | None = None) -> int:
             params["workdir"] = args.workdir
         print(json.dumps(PHASES[args.phase](**params)))
         return 0
+    if "speed" in (args.only or PHASES):
+        import importlib.util
+
+        if importlib.util.find_spec("dask_image") is None:
+            parser.error("the speed comparison needs dask-image: pip install dask-image (or tox -e bench-dask)")
     workdir = args.workdir or tempfile.mkdtemp(prefix="bench-dask-")
-    results = []
-    for name, params in plan(args.quick):
-        if args.only and name not in args.only:
-            continue
-        print(f"{name} {params} ...", file=sys.stderr, flush=True)
-        results.append(run_phase(name, params, workdir))
-        print(f"  {json.dumps(results[-1])[:300]}", file=sys.stderr, flush=True)
-    if not args.workdir:
-        shutil.rmtree(workdir, ignore_errors=True)
     record = {"date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} cores, {platform.platform()}",
-              "python": platform.python_version(), "versions": versions(), "quick": args.quick, "results": results}
-    if args.json:
-        Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
+              "python": platform.python_version(), "versions": versions(), "quick": args.quick, "results": []}
+    try:
+        for name, params in plan(args.quick):
+            if args.only and name not in args.only:
+                continue
+            print(f"{name} {params} ...", file=sys.stderr, flush=True)
+            record["results"].append(run_phase(name, params, workdir))
+            print(f"  {json.dumps(record['results'][-1])[:300]}", file=sys.stderr, flush=True)
+            if args.json:  # after every run: a failure later keeps what was measured
+                Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
+    finally:
+        if not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
     text = markdown(record)
     if args.markdown:
         Path(args.markdown).write_text(text)
