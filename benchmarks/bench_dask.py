@@ -237,7 +237,8 @@ def plan(quick: bool) -> list[tuple[str, dict[str, Any]]]:
             ("scale", {"size": 20000, "chunks": [250, 20000], "k": 3}),
             ("speed", {"size": 8192, "chunks": [2048, 2048], "k": 3, "repeats": 3}),
             ("speed", {"size": 4096, "chunks": [1024, 1024], "k": 31, "repeats": 2}),
-            ("learning", {"size": 10000, "chunks": [2000, 2000], "epochs": 8})]
+            ("learning", {"size": 10000, "chunks": [2000, 2000], "epochs": 8}),
+            ("learning", {"size": 10000, "chunks": [400, 10000], "epochs": 8})]
 
 
 def run_phase(name: str, params: dict[str, Any], workdir: str) -> dict[str, Any]:

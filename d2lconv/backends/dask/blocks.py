@@ -106,15 +106,20 @@ def training_terms(window: np.ndarray, Y: np.ndarray, *, backend: str, method: s
     The prediction comes from the chunk backend's fast path; the kernel's gradient is the cross-correlation
     of the input with twice the residual.
     """
-    prediction = correlate_window(window, backend=backend, method=method, kernels=(kernel,), stride=(1, 1),
-                                  out_dtype=Y.dtype)
-    residual = prediction - Y
+    residual = correlate_window(window, backend=backend, method=method, kernels=(kernel,), stride=(1, 1),
+                                out_dtype=Y.dtype)  # the prediction, made the residual in place
+    residual -= Y
     if bias is not None:
         residual += residual.dtype.type(bias)
-    flat = residual.astype(np.float64).ravel()
-    loss = float(flat @ flat)
+    loss = total = 0.0
+    band = max(1, _BAND_BYTES // (residual.shape[1] * residual.itemsize))
+    scratch = np.empty((min(band, residual.shape[0]), residual.shape[1]), dtype=residual.dtype)
+    for start in range(0, residual.shape[0], band):  # float64 sums of cache-sized bands, no float64 copy
+        part = residual[start:start + band]
+        loss += float(np.square(part, out=scratch[:len(part)]).sum(dtype=np.float64))
+        total += float(part.sum(dtype=np.float64))
     gradient = 2 * kernel_gradient(window, residual, kernel.shape)
-    return np.concatenate([[loss, 2 * flat.sum()], gradient.ravel()])
+    return np.concatenate([[loss, 2 * total], gradient.ravel()])
 
 
 def normal_terms(window: np.ndarray, *, kernel: np.ndarray, offset: float) -> np.ndarray:
