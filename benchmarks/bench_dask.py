@@ -11,7 +11,8 @@ Four measurements, each in a subprocess of its own (so each peak resident memory
   every chunk computed and dropped), beside d2lconv's in-memory ``corr2d`` on the NumPy array; at the
   default threads and with one thread.
 - ``learning``: a 3x3 kernel learned back from a 10,000 x 10,000 generated image (``train_kernel`` on Dask
-  arrays, ``lr="auto"``, from zeros), its largest error and the time per epoch.
+  arrays, ``lr="auto"``, from zeros), its largest error, the time per epoch and the peak RSS; and from a
+  20,000 x 20,000 one, to show the memory does not grow with the image.
 
 Run ``python benchmarks/bench_dask.py --help``; ``--quick`` runs everything on small images in a minute. The
 machine's load average is recorded before and after each run: on a shared machine, read the ratios.
@@ -238,7 +239,8 @@ def plan(quick: bool) -> list[tuple[str, dict[str, Any]]]:
             ("speed", {"size": 8192, "chunks": [2048, 2048], "k": 3, "repeats": 3}),
             ("speed", {"size": 4096, "chunks": [1024, 1024], "k": 31, "repeats": 2}),
             ("learning", {"size": 10000, "chunks": [2000, 2000], "epochs": 8}),
-            ("learning", {"size": 10000, "chunks": [400, 10000], "epochs": 8})]
+            ("learning", {"size": 10000, "chunks": [400, 10000], "epochs": 8}),
+            ("learning", {"size": 20000, "chunks": [250, 20000], "epochs": 5})]
 
 
 def run_phase(name: str, params: dict[str, Any], workdir: str) -> dict[str, Any]:
