@@ -5,7 +5,9 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from d2lconv import methods
+import numpy as np
+
+from d2lconv import _exact, methods
 from d2lconv._auto import choose_method
 from d2lconv._backend import active_adapter
 from d2lconv._inputs import as_tensor, check_matrix, output_shape, pad_amounts, pair
@@ -36,7 +38,27 @@ def correlate(
         X = adapter.pad(X, (top, bottom), (left, right))
     if method == "auto":
         method = choose_method(adapter, padded, K, strides)
+        if method == "fft":
+            return _exact_fft(adapter, padded, X, K, strides)
+    if method == "fft" and adapter.corr2d_fft is not None:
+        return _exact.fft(adapter, X, K, strides)  # non-finite inputs stay in their windows
     return _run(adapter, method, X, K, strides)
+
+
+def _exact_fft(adapter: ModuleType, padded: tuple[int, int], X: Any, K: Any, strides: tuple[int, int]) -> Any:
+    """``auto`` when the FFT is cheapest: the FFT with every output certified (``d2lconv._exact``), if it
+    still is cheapest with the certificate's cost; an exact method where the values cannot be checked."""
+    found = _exact.scan(adapter, X)
+    kernel = _exact.concrete(adapter, K)
+    if found is None or kernel is None or not np.isfinite(kernel).all():
+        return _run(adapter, choose_method(adapter, padded, K, strides, fft=False), X, K, strides)
+    passes = adapter.FFT_PASSES + _exact.SCAN_PASSES
+    if found.signed or _exact.both_signs(kernel):
+        passes += adapter.FFT_PASSES  # a second FFT, of |X| and |K|, finds each output's S
+    method = choose_method(adapter, padded, K, strides, fft_passes=passes)
+    if method != "fft":
+        return _run(adapter, method, X, K, strides)
+    return _exact.fft(adapter, X, K, strides, found, certify=True)
 
 
 def result_shape(input_shape: tuple[int, int], kernel_shape: tuple[int, int], padding: Any = 0,

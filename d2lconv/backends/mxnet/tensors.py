@@ -59,3 +59,12 @@ def sparse_matrix(rows: onp.ndarray, cols: onp.ndarray, values: onp.ndarray, sha
     """
     indptr = onp.concatenate([[0], onp.cumsum(onp.bincount(rows, minlength=shape[0]))])
     return mx.nd.sparse.csr_matrix((values, cols, indptr), shape=shape, dtype=values.dtype)
+
+
+def zero_where(x: np.ndarray, mask: onp.ndarray) -> np.ndarray:
+    """``x`` with zeros where the NumPy boolean ``mask`` is True (differentiable in ``x``)."""
+    return np.where(np.array(mask), np.zeros((), dtype=x.dtype), x)
+
+
+def concat(tensors: list[np.ndarray], axis: int) -> np.ndarray:
+    return np.concatenate(tensors, axis=axis)

@@ -74,3 +74,12 @@ def sparse_matrix(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape:
     indices = torch.from_numpy(np.stack([rows, cols]).astype(np.int64))
     values = torch.from_numpy(np.ascontiguousarray(values))
     return torch.sparse_coo_tensor(indices, values, shape, check_invariants=True).coalesce()
+
+
+def zero_where(x: torch.Tensor, mask: np.ndarray) -> torch.Tensor:
+    """``x`` with zeros where the NumPy boolean ``mask`` is True (differentiable in ``x``)."""
+    return x.masked_fill(torch.from_numpy(mask).to(x.device), 0)
+
+
+def concat(tensors: list[torch.Tensor], axis: int) -> torch.Tensor:
+    return torch.cat(tensors, dim=axis)
