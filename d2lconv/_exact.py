@@ -40,10 +40,8 @@ ERROR_BOUND = 16.0
 BLOCK = 64
 # What scan and the certificate cost, in passes over the input (min, max, squares, block sums, |Y| >= ...).
 SCAN_PASSES = 6
-# Outputs are recomputed by the direct method in tiles of at most this many rows and columns...
+# Outputs that fail are recomputed in tiles of at most this many rows and columns.
 _TILE = 256
-# ... and when more than this share of the tiles needs it, the direct method computes everything in one call.
-_MOSTLY = 0.5
 
 
 @dataclass(frozen=True)
@@ -59,14 +57,17 @@ class Scan:
 def scan(adapter: ModuleType, X: Any) -> Scan | None:
     """Look at ``X`` once; None when its values cannot be seen (inside ``jax.jit``, ``tf.function``...)."""
     values = concrete(adapter, X)
-    if values is None:
-        return None
+    return None if values is None else _scan_values(values)
+
+
+def _scan_values(values: np.ndarray, nonfinite: np.ndarray | None = None) -> Scan:
     low, high = values.min(), values.max()  # NaN-propagating: one non-finite value makes either non-finite
-    nonfinite = None
-    if not (np.isfinite(low) and np.isfinite(high)):
+    if nonfinite is None and not (np.isfinite(low) and np.isfinite(high)):
         nonfinite = ~np.isfinite(values)
         values = np.where(nonfinite, values.dtype.type(0), values)
         low, high = values.min(), values.max()
+    if nonfinite is not None and not nonfinite.any():
+        nonfinite = None
     return Scan(values, nonfinite, bool(low < 0 < high), _largest_block_rms(values))
 
 
@@ -103,11 +104,12 @@ def windows_holding(mask: np.ndarray, kernel_shape: tuple[int, int], stride: tup
 
 
 def fft(adapter: ModuleType, X: Any, K: Any, stride: tuple[int, int], found: Scan | None = None,
-        *, certify: bool = False) -> Any:
+        *, certify: bool = False, refine: bool = True) -> Any:
     """The FFT method with non-finite inputs kept local and, with ``certify``, every output exact (see above).
 
     ``found`` is ``scan(adapter, X)`` if already made. Without concrete values (a tracer) this is the plain
-    FFT method, which only ``method="fft"`` asked for by name reaches.
+    FFT method, which only ``method="fft"`` asked for by name reaches. ``refine`` lets uncertified tiles try
+    an FFT of their own first (their own scale) before the direct method.
     """
     if found is None:
         found = scan(adapter, X)
@@ -128,7 +130,7 @@ def fft(adapter: ModuleType, X: Any, K: Any, stride: tuple[int, int], found: Sca
         exact = ~certified
     if exact is None or not exact.any():
         return Y
-    return _patch(adapter, Y, exact, X, K, stride)
+    return _patch(adapter, Y, exact, X, K, stride, found if certify and refine else None)
 
 
 def _certified(adapter: ModuleType, Y: Any, K: Any, kernel: np.ndarray, stride: tuple[int, int],
@@ -146,43 +148,57 @@ def _certified(adapter: ModuleType, Y: Any, K: Any, kernel: np.ndarray, stride: 
     return certified | (np.asarray(adapter.to_numpy(S)) >= threshold)
 
 
-def _patch(adapter: ModuleType, Y: Any, exact: np.ndarray, X: Any, K: Any, stride: tuple[int, int]) -> Any:
-    """``Y`` with every tile that holds a True of ``exact`` recomputed by the direct method.
+def _patch(adapter: ModuleType, Y: Any, exact: np.ndarray, X: Any, K: Any, stride: tuple[int, int],
+           found: Scan | None) -> Any:
+    """``Y`` with every tile that holds a True of ``exact`` recomputed.
 
-    Tiles all have the same shape (the input is zero-padded at the bottom and right where they overhang), so
-    compiling frameworks (XLA) compile the direct method once; the result is assembled by concatenation, so
-    gradients flow through both methods.
+    With ``found`` (auto), a tile first gets a certified FFT of its own input, whose error is relative to that
+    tile's own scale (a dark or empty region beside a bright one certifies there), and the direct method only
+    if that FFT leaves anything uncertified; otherwise the direct method. Tiles all have the same shape (the
+    input is zero-padded at the bottom and right where they overhang), so compiling frameworks (XLA) compile
+    each method once; the result is assembled by concatenation, so gradients flow through every part.
     """
     out_h, out_w = exact.shape
     (h, w), (s_h, s_w) = tuple(K.shape), stride
     t_h, t_w = min(_TILE, out_h), min(_TILE, out_w)
-    starts_h, starts_w = range(0, out_h, t_h), range(0, out_w, t_w)
-    marked = [[bool(exact[i:i + t_h, j:j + t_w].any()) for j in starts_w] for i in starts_h]
-    if sum(map(sum, marked)) > _MOSTLY * len(starts_h) * len(starts_w):
-        return adapter.corr2d_direct(X, K, stride)
+    if (t_h, t_w) == (out_h, out_w):
+        found = None  # one tile is the whole image: its own FFT was the one that failed
     rows_in, cols_in = (t_h - 1) * s_h + h, (t_w - 1) * s_w + w  # the input one tile of output needs
     n_h, n_w = X.shape
+    starts_h, starts_w = range(0, out_h, t_h), range(0, out_w, t_w)
+
+    def tile(top: int, left: int) -> Any:
+        short = (max(top + rows_in - n_h, 0), max(left + cols_in - n_w, 0))
+        window = X[top:top + rows_in, left:left + cols_in]
+        if any(short):
+            window = adapter.pad(window, (0, short[0]), (0, short[1]))
+        if found is None:
+            return adapter.corr2d_direct(window, K, stride)
+        values = found.values[top:top + rows_in, left:left + cols_in]
+        nonfinite = None if found.nonfinite is None else found.nonfinite[top:top + rows_in, left:left + cols_in]
+        if any(short):
+            values = np.pad(values, ((0, short[0]), (0, short[1])))
+            nonfinite = None if nonfinite is None else np.pad(nonfinite, ((0, short[0]), (0, short[1])))
+        own = _scan_values(values, nonfinite if nonfinite is not None else np.zeros(values.shape, bool))
+        return fft(adapter, window, K, stride, own, certify=True, refine=False)
+
     bands = []
-    for i, start_h in zip(range(len(starts_h)), starts_h):
+    for start_h in starts_h:
         stop_h = min(start_h + t_h, out_h)
-        if not any(marked[i]):
+        marked = [bool(exact[start_h:stop_h, j:j + t_w].any()) for j in starts_w]
+        if not any(marked):
             bands.append(Y[start_h:stop_h])
             continue
         pieces, run = [], None  # run: the first column of the current stretch of unmarked tiles
-        for j, start_w in zip(range(len(starts_w)), starts_w):
-            if not marked[i][j]:
+        for start_w, mark in zip(starts_w, marked):
+            if not mark:
                 run = start_w if run is None else run
                 continue
             if run is not None:
                 pieces.append(Y[start_h:stop_h, run:start_w])
                 run = None
-            top, left = start_h * s_h, start_w * s_w
-            window = X[top:top + rows_in, left:left + cols_in]
-            short_h, short_w = top + rows_in - min(top + rows_in, n_h), left + cols_in - min(left + cols_in, n_w)
-            if short_h or short_w:
-                window = adapter.pad(window, (0, short_h), (0, short_w))
             stop_w = min(start_w + t_w, out_w)
-            pieces.append(adapter.corr2d_direct(window, K, stride)[:stop_h - start_h, :stop_w - start_w])
+            pieces.append(tile(start_h * s_h, start_w * s_w)[:stop_h - start_h, :stop_w - start_w])
         if run is not None:
             pieces.append(Y[start_h:stop_h, run:])
         bands.append(pieces[0] if len(pieces) == 1 else adapter.concat(pieces, 1))
