@@ -11,12 +11,12 @@ Both are fixed here around each framework's own FFT, in NumPy on the concrete va
   blocks (what the FFT's rounding error grows with);
 - non-finite inputs are replaced by zeros for the FFT, and the outputs whose windows hold one are computed by
   the direct method (``method="fft"`` asked for by name does this, and keeps its global rounding error);
-- ``auto`` also *certifies* each FFT output: its rounding error is at most
-  ``ERROR_BOUND * eps * rms * sum(|K|)``, which must be at most ``TOLERANCE`` times the output's own
-  ``S = sum(|X| * |K|)`` over its window. ``S >= |Y|``, so large outputs certify themselves; when the input or
-  the kernel holds both signs (cancellation), ``S`` itself is computed by a second FFT of ``|X|`` and ``|K|``.
-  Outputs that fail (dark or zero regions, a single huge pixel) are recomputed by the direct method, a tile
-  at a time.
+- ``auto`` also *certifies* each FFT output. Its rounding error is at most ``E = ERROR_BOUND * eps * rms *
+  sum(|K|)``; the output is certified when ``E <= tolerance(dtype) * S``, where ``S = sum(|X| * |K|)`` over
+  its own window (``tolerance`` is 1e-5 in float32). ``S >= |Y|``, so large outputs certify themselves; when
+  the input or the kernel holds both signs (cancellation), ``S`` is computed by a second FFT, of ``|X|`` and
+  ``|K|``. The tiles of output that fail (dark or zero regions beside bright ones, a single huge pixel) get
+  an FFT of their own input, relative to their own scale, and the direct method where that fails too.
 
 The bound's constant is empirical: over random, constant, uniform, spiky and half-bright images, kernels of
 8 to 31 and images of 100 to 2048 pixels, the largest ratio of the FFT's error to ``eps * rms * sum(|K|)`` was
@@ -33,8 +33,9 @@ import numpy as np
 
 from d2lconv import methods
 
-# Each output of auto is within TOLERANCE * sum(|X| * |K|) over its window of the exact result.
-TOLERANCE = 1e-5
+# Each output of auto is within TOLERANCE_EPS rounding units (the eps of its dtype) times sum(|X| * |K|) over its
+# window of the exact result: 1e-5 in float32, 1.9e-14 in float64 (see tolerance()).
+TOLERANCE_EPS = 84
 # The FFT's rounding error is at most ERROR_BOUND * eps * (largest block RMS of X) * sum(|K|) (see above).
 ERROR_BOUND = 16.0
 BLOCK = 64
@@ -69,6 +70,11 @@ def _scan_values(values: np.ndarray, nonfinite: np.ndarray | None = None) -> Sca
     if nonfinite is not None and not nonfinite.any():
         nonfinite = None
     return Scan(values, nonfinite, bool(low < 0 < high), _largest_block_rms(values))
+
+
+def tolerance(dtype: Any) -> float:
+    """The relative accuracy auto guarantees for results of ``dtype``, relative to ``sum(|X| * |K|)``."""
+    return TOLERANCE_EPS * float(np.finfo(dtype).eps)
 
 
 def concrete(adapter: ModuleType, x: Any) -> np.ndarray | None:
@@ -135,11 +141,11 @@ def fft(adapter: ModuleType, X: Any, K: Any, stride: tuple[int, int], found: Sca
 
 def _certified(adapter: ModuleType, Y: Any, K: Any, kernel: np.ndarray, stride: tuple[int, int],
                found: Scan) -> np.ndarray:
-    """Which FFT outputs are provably within ``TOLERANCE * S`` of the exact result (NaN outputs are not)."""
+    """Which FFT outputs are provably within ``tolerance * S`` of the exact result (NaN outputs are not)."""
     eps = float(np.finfo(adapter.dtype_of(Y)).eps)
     magnitude = np.abs(kernel, dtype=np.float64)
     error = ERROR_BOUND * eps * found.rms * float(magnitude.sum())  # bounds the FFT of |X| and |K| too
-    threshold = error * (1 + 1 / TOLERANCE)  # S - error >= threshold - error = error / TOLERANCE
+    threshold = error * (1 + 1 / (TOLERANCE_EPS * eps))  # then error <= tolerance * (S - error) <= tolerance * S
     certified = np.abs(np.asarray(adapter.to_numpy(Y))) >= threshold  # |Y| <= S, so this is a lower bound
     if certified.all() or not (found.signed or both_signs(kernel)):
         return certified  # one sign throughout: |Y| is S itself, a second FFT would find nothing new
