@@ -26,13 +26,8 @@ def correlate(
     input_shape = check_matrix(X, "X")
     kernel_shape = check_matrix(K, "K")
     strides = pair(stride, "stride", minimum=1)
-    (top, bottom), (left, right) = pad_amounts(padding, input_shape, kernel_shape, strides)
+    (top, bottom), (left, right) = check_fits(input_shape, kernel_shape, padding, strides)
     padded = (input_shape[0] + top + bottom, input_shape[1] + left + right)
-    if kernel_shape[0] > padded[0] or kernel_shape[1] > padded[1]:
-        raise ValueError(
-            f"kernel of shape {kernel_shape} is larger than the input of shape {input_shape}"
-            + (f" padded to {padded}" if padded != input_shape else "")
-        )
     X, K = _common_dtype(adapter, X, K)
     if top or bottom or left or right:
         X = adapter.pad(X, (top, bottom), (left, right))
@@ -59,6 +54,20 @@ def _exact_fft(adapter: ModuleType, padded: tuple[int, int], X: Any, K: Any, str
     if method != "fft":
         return _run(adapter, method, X, K, strides)
     return _exact.fft(adapter, X, K, strides, found, certify=True)
+
+
+def check_fits(input_shape: tuple[int, int], kernel_shape: tuple[int, int], padding: Any,
+               strides: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The padding ``((top, bottom), (left, right))``, or a ``ValueError`` if the kernel is larger than the
+    padded input."""
+    (top, bottom), (left, right) = pad_amounts(padding, input_shape, kernel_shape, strides)
+    padded = (input_shape[0] + top + bottom, input_shape[1] + left + right)
+    if kernel_shape[0] > padded[0] or kernel_shape[1] > padded[1]:
+        raise ValueError(
+            f"kernel of shape {kernel_shape} is larger than the input of shape {input_shape}"
+            + (f" padded to {padded}" if padded != input_shape else "")
+        )
+    return (top, bottom), (left, right)
 
 
 def result_shape(input_shape: tuple[int, int], kernel_shape: tuple[int, int], padding: Any = 0,

@@ -24,7 +24,14 @@ def from_numpy(array: np.ndarray) -> torch.Tensor:
 
 
 def to_numpy(x: torch.Tensor) -> np.ndarray:
-    return x.detach().cpu().numpy()
+    """The tensor as NumPy; bfloat16 and float8, which NumPy lacks, come back as float32 (exactly)."""
+    x = x.detach().cpu()
+    try:
+        return x.numpy()
+    except TypeError:
+        if x.dtype.is_floating_point:
+            return x.float().numpy()
+        raise
 
 
 def dtype_of(x: torch.Tensor) -> np.dtype:
