@@ -119,7 +119,7 @@ def run_demo(args: argparse.Namespace) -> int:
             say(f"epoch {epoch}, loss {loss:.3f}")
 
     seeded, seeded_times = _timed_training(X, Y, seed=args.seed, init="random", callback=book_line)
-    say(f"\nThe learned kernel: {seeded.kernel.astype(float).round(4).tolist()} (K is {BOOK_KERNEL})")
+    say(f"\nThe learned kernel: {kernel_text(seeded.kernel)} (K is {BOOK_KERNEL})")
     zeros, zeros_times = _timed_training(X, Y, seed=None, init="zeros")
     record = {
         "command": "d2lconv demo",
@@ -163,6 +163,12 @@ def run_demo(args: argparse.Namespace) -> int:
         if args.json != "-":
             print(f"wrote {plot_path}")
     return 0
+
+
+def kernel_text(kernel: Any) -> str:
+    """A kernel as nested lists with four decimals each, as ``compare`` prints it: ``[[1.0696, -0.9098]]``."""
+    rows = np.atleast_2d(np.asarray(kernel, dtype=float))
+    return "[" + ", ".join("[" + ", ".join(f"{value:.4f}" for value in row) + "]" for row in rows) + "]"
 
 
 def to_json(record: dict[str, Any]) -> str:
