@@ -8,16 +8,13 @@ beside a bright one, one huge pixel, blocks of zeros, NaN and inf.
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
-from conftest import assert_exact, method_is_unavailable
+from conftest import assert_exact, fft_preferred, method_is_unavailable
 from hypothesis import given
 from hypothesis import strategies as st
 from test_exactness import global_bound
 
 import d2lconv as dc
-from d2lconv._backend import active_adapter
 from d2lconv._inputs import pad_amounts
 
 METHODS = [method for method in dc.METHODS if method_is_unavailable(method) is None]
@@ -89,18 +86,6 @@ def check(X, K, padding, stride, method):
 @given(problems())
 def test_every_method_is_exact_per_window(problem):
     check(*problem)
-
-
-@contextlib.contextmanager
-def fft_preferred():
-    """auto's cost model with the FFT at its cheapest, so that auto takes it wherever the framework has one."""
-    adapter = active_adapter()
-    saved = adapter.FFT_PASSES
-    adapter.FFT_PASSES = 1 if saved is not None else None
-    try:
-        yield
-    finally:
-        adapter.FFT_PASSES = saved
 
 
 @given(problems(methods=["auto"]))
