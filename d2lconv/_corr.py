@@ -41,8 +41,10 @@ def correlate(
 
 
 def _exact_fft(adapter: ModuleType, padded: tuple[int, int], X: Any, K: Any, strides: tuple[int, int]) -> Any:
-    """``auto`` when the FFT is cheapest: the FFT with every output certified (``d2lconv._exact``), if it
-    still is cheapest with the certificate's cost; an exact method where the values cannot be checked."""
+    """``auto`` when the FFT is cheapest: the FFT with every output certified (``d2lconv._exact``; non-finite
+    inputs and what fails the certificate are recomputed locally), if it still is cheapest with the
+    certificate's cost; an exact method where the values cannot be checked (a tracer) or the kernel is not
+    finite."""
     found = _exact.scan(adapter, X)
     kernel = _exact.concrete(adapter, K)
     if found is None or kernel is None or not np.isfinite(kernel).all():

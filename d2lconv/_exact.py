@@ -41,8 +41,13 @@ ERROR_BOUND = 16.0
 BLOCK = 64
 # What scan and the certificate cost, in passes over the input (min, max, squares, block sums, |Y| >= ...).
 SCAN_PASSES = 6
-# Outputs that fail are recomputed in tiles of at most this many rows and columns.
-_TILE = 256
+# Tiles of output that fail get an FFT of their own input (relative to their own scale), at each of these sizes
+# in turn (what still fails is usually a thin strip along a border between dark and bright) ...
+_TILES = (256, 64)
+# ... and then the direct method, in tiles of this size ...
+_DIRECT_TILE = 64
+# ... or in one call when more than this share of the tiles needs it.
+_MOSTLY = 0.5
 
 
 @dataclass(frozen=True)
@@ -110,12 +115,12 @@ def windows_holding(mask: np.ndarray, kernel_shape: tuple[int, int], stride: tup
 
 
 def fft(adapter: ModuleType, X: Any, K: Any, stride: tuple[int, int], found: Scan | None = None,
-        *, certify: bool = False, refine: bool = True) -> Any:
+        *, certify: bool = False, valid: tuple[int, int] | None = None) -> Any:
     """The FFT method with non-finite inputs kept local and, with ``certify``, every output exact (see above).
 
     ``found`` is ``scan(adapter, X)`` if already made. Without concrete values (a tracer) this is the plain
-    FFT method, which only ``method="fft"`` asked for by name reaches. ``refine`` lets uncertified tiles try
-    an FFT of their own first (their own scale) before the direct method.
+    FFT method, which only ``method="fft"`` asked for by name reaches. Only the top-left ``valid`` outputs
+    matter (a tile's overhang is cut off by the caller).
     """
     if found is None:
         found = scan(adapter, X)
@@ -134,9 +139,12 @@ def fft(adapter: ModuleType, X: Any, K: Any, stride: tuple[int, int], found: Sca
         if exact is not None:
             certified &= ~exact
         exact = ~certified
+    if exact is not None and valid is not None:
+        exact[valid[0]:] = False
+        exact[:, valid[1]:] = False
     if exact is None or not exact.any():
         return Y
-    return _patch(adapter, Y, exact, X, K, stride, found if certify and refine else None)
+    return _patch(adapter, Y, exact, X, K, stride, found if certify else None)
 
 
 def _certified(adapter: ModuleType, Y: Any, K: Any, kernel: np.ndarray, stride: tuple[int, int],
@@ -159,19 +167,25 @@ def _patch(adapter: ModuleType, Y: Any, exact: np.ndarray, X: Any, K: Any, strid
     """``Y`` with every tile that holds a True of ``exact`` recomputed.
 
     With ``found`` (auto), a tile first gets a certified FFT of its own input, whose error is relative to that
-    tile's own scale (a dark or empty region beside a bright one certifies there), and the direct method only
-    if that FFT leaves anything uncertified; otherwise the direct method. Tiles all have the same shape (the
-    input is zero-padded at the bottom and right where they overhang), so compiling frameworks (XLA) compile
-    each method once; the result is assembled by concatenation, so gradients flow through every part.
+    tile's own scale (a dark or empty region beside a bright one certifies there), then smaller tiles, and the
+    direct method only where the smallest tiles' FFTs leave anything uncertified; without, the direct method. Tiles all
+    have the same shape (the input is zero-padded at the bottom and right where they overhang), so compiling
+    frameworks (XLA) compile each method once; the result is assembled by concatenation, so gradients flow
+    through every part.
     """
     out_h, out_w = exact.shape
     (h, w), (s_h, s_w) = tuple(K.shape), stride
-    t_h, t_w = min(_TILE, out_h), min(_TILE, out_w)
-    if (t_h, t_w) == (out_h, out_w):
-        found = None  # one tile is the whole image: its own FFT was the one that failed
+    smaller = [size for size in _TILES if size < max(out_h, out_w)]  # a tile as large is the FFT that failed
+    if not smaller:
+        found = None
+    size = smaller[0] if found is not None else _DIRECT_TILE
+    t_h, t_w = min(size, out_h), min(size, out_w)
+    starts_h, starts_w = range(0, out_h, t_h), range(0, out_w, t_w)
+    marked = [[bool(exact[i:i + t_h, j:j + t_w].any()) for j in starts_w] for i in starts_h]
+    if found is None and sum(map(sum, marked)) > _MOSTLY * len(starts_h) * len(starts_w):
+        return adapter.corr2d_direct(X, K, stride)  # one call: fewer steps than many small ones
     rows_in, cols_in = (t_h - 1) * s_h + h, (t_w - 1) * s_w + w  # the input one tile of output needs
     n_h, n_w = X.shape
-    starts_h, starts_w = range(0, out_h, t_h), range(0, out_w, t_w)
 
     def tile(top: int, left: int) -> Any:
         short = (max(top + rows_in - n_h, 0), max(left + cols_in - n_w, 0))
@@ -186,17 +200,17 @@ def _patch(adapter: ModuleType, Y: Any, exact: np.ndarray, X: Any, K: Any, strid
             values = np.pad(values, ((0, short[0]), (0, short[1])))
             nonfinite = None if nonfinite is None else np.pad(nonfinite, ((0, short[0]), (0, short[1])))
         own = _scan_values(values, nonfinite if nonfinite is not None else np.zeros(values.shape, bool))
-        return fft(adapter, window, K, stride, own, certify=True, refine=False)
+        return fft(adapter, window, K, stride, own, certify=True,
+                   valid=(min(t_h, out_h - top // s_h), min(t_w, out_w - left // s_w)))
 
     bands = []
-    for start_h in starts_h:
+    for start_h, row in zip(starts_h, marked):
         stop_h = min(start_h + t_h, out_h)
-        marked = [bool(exact[start_h:stop_h, j:j + t_w].any()) for j in starts_w]
-        if not any(marked):
+        if not any(row):
             bands.append(Y[start_h:stop_h])
             continue
         pieces, run = [], None  # run: the first column of the current stretch of unmarked tiles
-        for start_w, mark in zip(starts_w, marked):
+        for start_w, mark in zip(starts_w, row):
             if not mark:
                 run = start_w if run is None else run
                 continue
