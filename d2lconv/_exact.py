@@ -48,6 +48,8 @@ _TILES = (256, 64)
 _DIRECT_TILE = 64
 # ... or in one call when more than this share of the tiles needs it.
 _MOSTLY = 0.5
+# Up to this many non-finite inputs are marked one by one; more are counted with an integral image.
+_FEW = 4096
 
 
 @dataclass(frozen=True)
@@ -104,14 +106,20 @@ def both_signs(values: np.ndarray) -> bool:
 
 
 def windows_holding(mask: np.ndarray, kernel_shape: tuple[int, int], stride: tuple[int, int]) -> np.ndarray:
-    """For each output, whether its window holds a True of ``mask`` (a box count with an integral image)."""
+    """For each output, whether its window holds a True of ``mask``."""
     (h, w), (s_h, s_w) = kernel_shape, stride
     out_h, out_w = methods.valid_shape(mask.shape, kernel_shape, stride)
-    table = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=np.int64)
-    np.cumsum(np.cumsum(mask, axis=0), axis=1, out=table[1:, 1:])
-    rows, cols = slice(0, (out_h - 1) * s_h + 1, s_h), slice(0, (out_w - 1) * s_w + 1, s_w)
-    ends_h, ends_w = slice(h, h + (out_h - 1) * s_h + 1, s_h), slice(w, w + (out_w - 1) * s_w + 1, s_w)
-    return (table[ends_h, ends_w] - table[rows, ends_w] - table[ends_h, cols] + table[rows, cols]) > 0
+    spots = np.argwhere(mask)
+    if len(spots) > _FEW:  # many: count them per window with an integral image
+        table = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=np.int32)
+        np.cumsum(np.cumsum(mask, axis=0, dtype=np.int32), axis=1, out=table[1:, 1:])
+        rows, cols = slice(0, (out_h - 1) * s_h + 1, s_h), slice(0, (out_w - 1) * s_w + 1, s_w)
+        ends_h, ends_w = slice(h, h + (out_h - 1) * s_h + 1, s_h), slice(w, w + (out_w - 1) * s_w + 1, s_w)
+        return (table[ends_h, ends_w] - table[rows, ends_w] - table[ends_h, cols] + table[rows, cols]) > 0
+    holding = np.zeros((out_h, out_w), dtype=bool)
+    for r, c in spots.tolist():  # the outputs i with i * s_h <= r < i * s_h + h, and likewise for the columns
+        holding[max(0, -((h - 1 - r) // s_h)):r // s_h + 1, max(0, -((w - 1 - c) // s_w)):c // s_w + 1] = True
+    return holding
 
 
 def fft(adapter: ModuleType, X: Any, K: Any, stride: tuple[int, int], found: Scan | None = None,
