@@ -5,7 +5,9 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from d2lconv import methods
+import numpy as np
+
+from d2lconv import _exact, methods
 from d2lconv._auto import choose_method
 from d2lconv._backend import active_adapter
 from d2lconv._inputs import as_tensor, check_matrix, output_shape, pad_amounts, pair
@@ -24,6 +26,42 @@ def correlate(
     input_shape = check_matrix(X, "X")
     kernel_shape = check_matrix(K, "K")
     strides = pair(stride, "stride", minimum=1)
+    (top, bottom), (left, right) = check_fits(input_shape, kernel_shape, padding, strides)
+    padded = (input_shape[0] + top + bottom, input_shape[1] + left + right)
+    X, K = _common_dtype(adapter, X, K)
+    if top or bottom or left or right:
+        X = adapter.pad(X, (top, bottom), (left, right))
+    if method == "auto":
+        method = choose_method(adapter, padded, K, strides)
+        if method == "fft":
+            return _exact_fft(adapter, padded, X, K, strides)
+    if method == "fft" and adapter.corr2d_fft is not None:
+        return _exact.fft(adapter, X, K, strides)  # non-finite inputs stay in their windows
+    return _run(adapter, method, X, K, strides)
+
+
+def _exact_fft(adapter: ModuleType, padded: tuple[int, int], X: Any, K: Any, strides: tuple[int, int]) -> Any:
+    """``auto`` when the FFT is cheapest: the FFT with every output certified (``d2lconv._exact``; non-finite
+    inputs and what fails the certificate are recomputed locally), if it still is cheapest with the
+    certificate's cost; an exact method where the values cannot be checked (a tracer) or the kernel is not
+    finite."""
+    found = _exact.scan(adapter, X)
+    kernel = _exact.concrete(adapter, K)
+    if found is None or kernel is None or not np.isfinite(kernel).all():
+        return _run(adapter, choose_method(adapter, padded, K, strides, fft=False), X, K, strides)
+    passes = adapter.FFT_PASSES + _exact.SCAN_PASSES
+    if found.signed or _exact.both_signs(kernel):
+        passes += adapter.FFT_PASSES  # a second FFT, of |X| and |K|, finds each output's S
+    method = choose_method(adapter, padded, K, strides, fft_passes=passes)
+    if method != "fft":
+        return _run(adapter, method, X, K, strides)
+    return _exact.fft(adapter, X, K, strides, found, certify=True)
+
+
+def check_fits(input_shape: tuple[int, int], kernel_shape: tuple[int, int], padding: Any,
+               strides: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The padding ``((top, bottom), (left, right))``, or a ``ValueError`` if the kernel is larger than the
+    padded input."""
     (top, bottom), (left, right) = pad_amounts(padding, input_shape, kernel_shape, strides)
     padded = (input_shape[0] + top + bottom, input_shape[1] + left + right)
     if kernel_shape[0] > padded[0] or kernel_shape[1] > padded[1]:
@@ -31,12 +69,7 @@ def correlate(
             f"kernel of shape {kernel_shape} is larger than the input of shape {input_shape}"
             + (f" padded to {padded}" if padded != input_shape else "")
         )
-    X, K = _common_dtype(adapter, X, K)
-    if top or bottom or left or right:
-        X = adapter.pad(X, (top, bottom), (left, right))
-    if method == "auto":
-        method = choose_method(adapter, padded, K, strides)
-    return _run(adapter, method, X, K, strides)
+    return (top, bottom), (left, right)
 
 
 def result_shape(input_shape: tuple[int, int], kernel_shape: tuple[int, int], padding: Any = 0,
@@ -57,7 +90,8 @@ def _common_dtype(adapter: ModuleType, X: Any, K: Any) -> tuple[Any, Any]:
 
 def _run(adapter: ModuleType, method: str, X: Any, K: Any, stride: tuple[int, int]) -> Any:
     if method == "loop":
-        Y = adapter.corr2d_loop(X, K)
+        with np.errstate(invalid="ignore"):  # NaN from inf * 0 or inf - inf is the answer (NumPy would warn)
+            Y = adapter.corr2d_loop(X, K)
         return Y if stride == (1, 1) else Y[::stride[0], ::stride[1]]
     if method == "direct":
         return adapter.corr2d_direct(X, K, stride)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import importlib
 import math
+import re
 import warnings
-from numbers import Integral
+from numbers import Integral, Number
 from types import ModuleType
 from typing import Any
 
@@ -29,6 +30,9 @@ _FRAMEWORK_BY_MODULE = {
     "dask": "dask",
 }
 _RaggedWarning = getattr(np, "exceptions", np).VisibleDeprecationWarning  # NumPy < 1.24 only warns
+# The real types of the ml_dtypes package, which TensorFlow and JAX use: bfloat16, float8_e4m3fn, int4, ...
+# (NumPy sees them as opaque 'V' data; they convert to float32 exactly.)
+_ML_DTYPES = re.compile(r"(b?float|u?int)\d")
 _STORED_DTYPES = frozenset({np.dtype(np.float32), np.dtype(np.float64)})  # kept as they are
 
 
@@ -38,11 +42,11 @@ def framework_of(x: Any) -> str | None:
 
 
 def compute_dtype(dtype: np.dtype, name: str = "input") -> np.dtype:
-    """float64 stays float64; every other real dtype (ints, bools, float16) is computed in float32."""
+    """float64 stays float64; every other real dtype (ints, bools, float16, bfloat16) is computed in float32."""
     dtype = np.dtype(dtype)
     if dtype == np.float64:
         return dtype
-    if dtype.kind in "biuf":
+    if dtype.kind in "biuf" or (dtype.kind == "V" and _ML_DTYPES.match(dtype.name)):
         return np.dtype(np.float32)
     raise TypeError(
         f"{name}: expected real numbers, got dtype {dtype} (complex, text and object data are not supported)"
@@ -70,6 +74,11 @@ def as_tensor(adapter: ModuleType, data: Any, name: str = "input") -> Any:
         if dtype in _STORED_DTYPES:  # the common case, decided without building dtypes
             return data
         return adapter.cast(data, compute_dtype(dtype, name))
+    if data is None:
+        raise TypeError(f"{name} is None; expected a 2-D array of real numbers (a tensor, a NumPy array or nested "
+                        "lists)")
+    if isinstance(data, (Number, np.generic)) or (isinstance(data, np.ndarray) and data.ndim == 0):
+        _scalar(data, name)
     framework = framework_of(data)
     if framework == adapter.NAME:
         raise TypeError(
@@ -96,9 +105,20 @@ def as_tensor(adapter: ModuleType, data: Any, name: str = "input") -> Any:
     return adapter.from_numpy(np.ascontiguousarray(array, dtype=dtype))
 
 
+def _scalar(data: Any, name: str) -> None:
+    """A single number where a 2-D array belongs: say so, and how to write it as one."""
+    value = data.item() if isinstance(data, (np.ndarray, np.generic)) else data
+    if isinstance(value, (str, bytes, complex)):
+        return  # text or a complex number: the dtype check names it
+    raise ValueError(f"{name} must be 2-D (height, width), got the scalar {value!r}"
+                     f" (as a 1x1 {'kernel' if name == 'K' else 'array'}: [[{value!r}]])")
+
+
 def check_matrix(x: Any, name: str) -> tuple[int, int]:
     """The shape of ``x`` if it is a non-empty 2-D tensor, else a ``ValueError`` that shows the shape."""
     shape = tuple(x.shape)
+    if not shape:
+        raise ValueError(f"{name} must be 2-D (height, width), got a scalar (shape ())")
     if len(shape) != 2:
         raise ValueError(f"{name} must be 2-D (height, width), got shape {shape}")
     if 0 in shape:

@@ -26,7 +26,7 @@ import numpy as np
 
 import d2lconv as dc
 from d2lconv import images, stores
-from d2lconv._backend import FRAMEWORKS, canonical_name
+from d2lconv._backend import FRAMEWORKS, canonical_name, load_adapter
 from d2lconv._usage import RunError, UsageError
 from d2lconv.compare import book_checks, run_compare
 from d2lconv.images import ImageError, MissingPackageError
@@ -102,6 +102,7 @@ def run_demo(args: argparse.Namespace) -> int:
     say = print if args.json != "-" else _silent
     book = dc.book
     backend = dc.get_backend()
+    load_adapter(backend)  # a missing framework fails here, before the header
     say(f"d2lconv demo on the {backend!r} backend\n")
     X, K = book.figure_input(), book.figure_kernel()
     figure = dc.corr2d(X, K, method="loop")
@@ -125,7 +126,7 @@ def run_demo(args: argparse.Namespace) -> int:
             say(f"epoch {epoch}, loss {loss:.3f}")
 
     seeded, seeded_times = _timed_training(X, Y, seed=args.seed, init="random", callback=book_line)
-    say(f"\nThe learned kernel: {seeded.kernel.astype(float).round(4).tolist()} (K is {BOOK_KERNEL})")
+    say(f"\nThe learned kernel: {kernel_text(seeded.kernel)} (K is {BOOK_KERNEL})")
     zeros, zeros_times = _timed_training(X, Y, seed=None, init="zeros")
     record = {
         "command": "d2lconv demo",
@@ -176,6 +177,12 @@ def _shown(x: Any) -> str:
     from d2lconv._inputs import framework_of
 
     return repr(dc.to_numpy(x)) if framework_of(x) == "dask" else repr(x)
+
+
+def kernel_text(kernel: Any) -> str:
+    """A kernel as nested lists with four decimals each, as ``compare`` prints it: ``[[1.0696, -0.9098]]``."""
+    rows = np.atleast_2d(np.asarray(kernel, dtype=float))
+    return "[" + ", ".join("[" + ", ".join(f"{value:.4f}" for value in row) + "]" for row in rows) + "]"
 
 
 def to_json(record: dict[str, Any]) -> str:
@@ -247,6 +254,7 @@ def run_edges(args: argparse.Namespace) -> int:
     output = images.check_output(output)
     images.image_format(output)
     plot_path = _check_plot(args.plot)
+    refuse_overwrite(args.image, ("-o", output), ("--plot", plot_path))
     kernel = make_kernel()
     _check_fits(image, kernel)
     response = dc.to_numpy(dc.corr2d(dc.tensor(image.astype(np.float32)), dc.tensor(kernel))).astype(np.float64)
@@ -313,6 +321,7 @@ def run_learn(args: argparse.Namespace) -> int:
     label, make_kernel = _kernel_from(args)
     image, name = _load_image(args.image)
     plot_path = _check_plot(args.plot)
+    refuse_overwrite(args.image, ("--plot", plot_path))
     kernel = make_kernel()
     original = _size(image)
     if args.max_size:
@@ -468,6 +477,25 @@ def _check_fits(image: np.ndarray, kernel: np.ndarray) -> None:
                          f"({_size(image)})")
 
 
+def refuse_overwrite(image: str | None, *outputs: tuple[str, Path | str | None]) -> None:
+    """A ``UsageError`` if an output would write over the input image, or two outputs over each other."""
+    named = [(option, Path(path)) for option, path in outputs if path is not None]
+    if image is not None:
+        named.insert(0, ("IMAGE", Path(image)))
+    for i, (first, path) in enumerate(named):
+        for second, other in named[i + 1:]:
+            if _same_file(path, other):
+                what = "the input image" if first == "IMAGE" else f"also the {first} file"
+                raise UsageError(f"{second} {str(other)!r} is {what}; refusing to write over it (choose another "
+                                 "name)")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
 def _check_plot(path: str | None) -> Path | None:
     if path is None:
         return None
@@ -554,6 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="d2lconv", description="The 'Convolutions for Images' chapter of d2l.ai on five backends.",
                      epilog=EPILOG, formatter_class=formatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    parser.add_argument("--version", action="version", version=f"d2lconv {dc.__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show tracebacks instead of one-line errors")
@@ -645,6 +674,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise UsageError(str(error)) from error
         elif args.command != "compare":
             dc.get_backend()  # a bad D2LCONV_BACKEND is a usage error too
+        check_packages(args)
         return args.run(args)
     except KeyboardInterrupt:
         if args.debug:
@@ -654,14 +684,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (| head): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush does not fail
         return 141
-    except (UsageError, ImageError, dc.BackendNotInstalledError) as error:
-        return _fail(args, error, 2)
+    except (UsageError, ImageError, dc.BackendNotInstalledError, MissingPackageError) as error:
+        return _fail(args, error, 2)  # bad usage, or a package this command needs is missing
     except ValueError as error:
         return _fail(args, error, 2 if "D2LCONV_BACKEND" in str(error) else 1)
-    except (RunError, MissingPackageError, dc.TrainingDivergedError, OSError) as error:
+    except (RunError, dc.TrainingDivergedError, OSError) as error:
         return _fail(args, error, 1)
     except Exception as error:  # never a traceback without --debug
         return _fail(args, error, 1, f"{type(error).__name__}: {error} (run with --debug for the traceback)")
+
+
+def check_packages(args: argparse.Namespace) -> None:
+    """Fail before any work if the command's options need a package of the ``cli`` extra that is missing."""
+    image = getattr(args, "image", None)
+    if args.command == "edges" or image is not None:
+        images.require("PIL.Image", "reading and writing images" if image is not None else "writing an image")
+    if args.command == "learn" and args.max_size and args.max_size < images.SAMPLE_SIZE:
+        images.require("PIL.Image", "shrinking an image (--max-size)")
+    if getattr(args, "plot", None):
+        images.require("matplotlib", "--plot")
+    if args.command == "learn" and not args.quiet and sys.stderr.isatty():
+        images.require("tqdm", "the progress bar (or pass --quiet)")
 
 
 def _fail(args: argparse.Namespace, error: BaseException, status: int, message: str | None = None) -> int:

@@ -27,6 +27,7 @@ from d2lconv.backends.jax.tab import (  # noqa: F401 (the adapter's names)
 )
 from d2lconv.backends.jax.tensors import (  # noqa: F401 (the adapter's names)
     cast,
+    concat,
     dtype_of,
     flip,
     from_numpy,
@@ -36,6 +37,7 @@ from d2lconv.backends.jax.tensors import (  # noqa: F401 (the adapter's names)
     sparse_matrix,
     to_numpy,
     transpose,
+    zero_where,
 )
 
 NAME = "jax"

@@ -33,6 +33,7 @@ from d2lconv.backends.tensorflow.tab import (  # noqa: F401 (the adapter's names
 )
 from d2lconv.backends.tensorflow.tensors import (  # noqa: F401 (the adapter's names)
     cast,
+    concat,
     dtype_of,
     flip,
     from_numpy,
@@ -42,6 +43,7 @@ from d2lconv.backends.tensorflow.tensors import (  # noqa: F401 (the adapter's n
     sparse_matrix,
     to_numpy,
     transpose,
+    zero_where,
 )
 
 NAME = "tensorflow"

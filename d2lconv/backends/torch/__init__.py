@@ -26,6 +26,7 @@ from d2lconv.backends.torch.tab import (  # noqa: F401 (the adapter's names)
 )
 from d2lconv.backends.torch.tensors import (  # noqa: F401 (the adapter's names)
     cast,
+    concat,
     dtype_of,
     flip,
     from_numpy,
@@ -35,6 +36,7 @@ from d2lconv.backends.torch.tensors import (  # noqa: F401 (the adapter's names)
     sparse_matrix,
     to_numpy,
     transpose,
+    zero_where,
 )
 
 NAME = "torch"
