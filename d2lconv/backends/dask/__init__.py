@@ -19,6 +19,7 @@ from d2lconv.backends.dask.kernels import (  # noqa: F401 (the adapter's names)
     chunk_dependent,
     corr2d_direct,
     corr2d_separable,
+    correlate_blocks,
 )
 from d2lconv.backends.dask.selection import (  # noqa: F401 (the chunk backend's choice)
     get_chunk_backend,

@@ -12,40 +12,39 @@ from typing import Any
 
 import numpy as np
 
+from d2lconv import methods
+from d2lconv._auto import choose_method
 from d2lconv._backend import load_adapter
+from d2lconv._corr import correlate
 from d2lconv.backends.numpy import kernels as numpy_kernels
 
 # Products of this many bytes are formed and summed at a time: small enough to stay in the CPU cache.
 _BAND_BYTES = 1 << 20
 
 
-def correlate_window(window: np.ndarray, *, backend: str, method: str, kernels: tuple[np.ndarray, ...],
+def correlate_window(window: np.ndarray, *, backend: str, method: str, kernel: np.ndarray,
                      stride: tuple[int, int], out_dtype: Any, out: np.ndarray | None = None) -> np.ndarray:
-    """The valid strided cross-correlation of ``window`` by ``backend``'s ``method`` (already chosen).
+    """``correlate(backend, window, kernel, method, stride)``: the chunk backend's whole path on one window,
+    ``auto``'s choice and exactness certificate included.
 
-    ``kernels`` is ``(K,)``, or ``(column, row)`` for ``"separable"``. ``out``, if given, receives the result:
-    NumPy's banded methods write straight into it, other backends' results are copied in.
+    ``out``, if given, receives the result: NumPy's banded direct and separable methods write straight into
+    it (no copy of a block's output), other results are copied in.
     """
     adapter = load_adapter(backend)
-    if adapter.NAME == "numpy" and method in ("direct", "separable") and out is not None:
-        if method == "direct":
-            return adapter.corr2d_direct(window, kernels[0].astype(window.dtype, copy=False), stride, out=out)
-        column, row = (k.astype(window.dtype, copy=False) for k in kernels)
-        return adapter.corr2d_separable(window, column, row, stride, out=out)
-    if adapter.NAME != "numpy":  # frameworks want their own contiguous, writable copy
+    if adapter.NAME == "numpy" and out is not None:
+        chosen = choose_method(adapter, window.shape, kernel, stride) if method == "auto" else method
+        if chosen == "direct":
+            return adapter.corr2d_direct(window, kernel, stride, out=out)
+        factors = methods.rank_one_factors(kernel) if chosen == "separable" else None
+        if factors is not None:
+            column, row = (f.astype(kernel.dtype) for f in factors)
+            return adapter.corr2d_separable(window, column, row, stride, out=out)
+    elif adapter.NAME != "numpy":  # frameworks want their own contiguous, writable copy
         window = np.require(window, requirements=["C", "W"])
-    X = adapter.from_numpy(window)
-    factors = [adapter.from_numpy(np.ascontiguousarray(k)) for k in kernels]
-    if method == "separable":
-        Y = adapter.corr2d_separable(X, *factors, stride)
-    elif method == "loop":
-        Y = adapter.corr2d_loop(X, factors[0])
-        Y = Y if stride == (1, 1) else Y[::stride[0], ::stride[1]]
-    else:
-        Y = getattr(adapter, f"corr2d_{method}")(X, factors[0], stride)
+    Y = adapter.to_numpy(correlate(adapter, window, kernel, method=method, stride=stride))
     if out is None:
-        return np.asarray(adapter.to_numpy(Y), dtype=out_dtype)
-    out[...] = adapter.to_numpy(Y)
+        return np.asarray(Y, dtype=out_dtype)
+    out[...] = Y
     return out
 
 
@@ -106,7 +105,7 @@ def training_terms(window: np.ndarray, Y: np.ndarray, *, backend: str, method: s
     The prediction comes from the chunk backend's fast path; the kernel's gradient is the cross-correlation
     of the input with twice the residual.
     """
-    residual = correlate_window(window, backend=backend, method=method, kernels=(kernel,), stride=(1, 1),
+    residual = correlate_window(window, backend=backend, method=method, kernel=kernel, stride=(1, 1),
                                 out_dtype=Y.dtype)  # the prediction, made the residual in place
     residual -= Y
     if bias is not None:

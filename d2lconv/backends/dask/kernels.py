@@ -14,6 +14,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
+from d2lconv import methods
 from d2lconv.backends.dask import blocks
 from d2lconv.backends.dask.selection import chunk_adapter, get_chunk_backend
 from d2lconv.backends.dask.tensors import small_to_numpy
@@ -23,32 +24,41 @@ from d2lconv.backends.dask.tiling import map_windows, tile
 CHUNK_DEPENDENT = ("FFT_PASSES", "NATIVE_BELOW", "NATIVE_TAPS", "NO_FFT", "NO_NATIVE", "corr2d_fft", "corr2d_native")
 
 
-def correlate_blocks(method: str, X: da.Array, kernels: tuple[Any, ...], stride: tuple[int, int]) -> da.Array:
-    """Lazy ``corr2d`` of the padded ``X`` with the chunk backend's ``method`` on every block."""
-    kernels = tuple(np.ascontiguousarray(small_to_numpy(k)) for k in kernels)
-    shape = (kernels[0].shape[0], kernels[1].shape[0]) if method == "separable" else kernels[0].shape
-    return map_windows(blocks.correlate_window, tile(X, shape, stride), dtype=X.dtype, backend=get_chunk_backend(),
-                       method=method, kernels=kernels, stride=stride, out_dtype=X.dtype)
+def correlate_blocks(method: str, X: da.Array, K: Any, stride: tuple[int, int]) -> da.Array:
+    """Lazy ``corr2d`` of the padded ``X``: every block is ``correlate(chunk backend, window, K, method)``.
+
+    So each block runs the chunk backend's own path, ``method="auto"``'s choice and its exactness certificate
+    (``d2lconv._exact``) included, on the block's own values. What cannot work fails now, not at compute time.
+    """
+    kernel = np.ascontiguousarray(small_to_numpy(K))
+    chunks = chunk_adapter()
+    if method in ("fft", "native") and getattr(chunks, f"corr2d_{method}") is None:
+        raise ValueError(f"method={method!r} is not available on the 'dask' backend: "
+                         f"{chunk_dependent('NO_FFT' if method == 'fft' else 'NO_NATIVE')}")
+    if method == "separable" and methods.rank_one_factors(kernel) is None:
+        raise ValueError(f"method='separable' needs a rank-one kernel; this {kernel.shape} kernel is not")
+    return map_windows(blocks.correlate_window, tile(X, kernel.shape, stride), dtype=X.dtype,
+                       backend=get_chunk_backend(), method=method, kernel=kernel, stride=stride, out_dtype=X.dtype)
 
 
 def corr2d_direct(X: da.Array, K: da.Array, stride: tuple[int, int] = (1, 1)) -> da.Array:
     """The chunk backend's sum of shifted slices on every block."""
-    return correlate_blocks("direct", X, (K,), stride)
+    return correlate_blocks("direct", X, K, stride)
 
 
 def corr2d_separable(X: da.Array, column: da.Array, row: da.Array, stride: tuple[int, int] = (1, 1)) -> da.Array:
     """The chunk backend's two 1-D passes on every block."""
-    return correlate_blocks("separable", X, (column, row), stride)
+    return correlate_blocks("separable", X, np.outer(small_to_numpy(column), small_to_numpy(row)), stride)
 
 
 def _fft(X: da.Array, K: da.Array, stride: tuple[int, int] = (1, 1)) -> da.Array:
     """The chunk backend's FFT correlation on every block (each block's own transform, halo included)."""
-    return correlate_blocks("fft", X, (K,), stride)
+    return correlate_blocks("fft", X, K, stride)
 
 
 def _native(X: da.Array, K: da.Array, stride: tuple[int, int] = (1, 1)) -> da.Array:
     """The chunk backend's framework conv op on every block."""
-    return correlate_blocks("native", X, (K,), stride)
+    return correlate_blocks("native", X, K, stride)
 
 
 def chunk_dependent(name: str) -> Any:

@@ -14,11 +14,10 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
-from d2lconv._auto import choose_method
 from d2lconv._corr import correlate
 from d2lconv._inputs import as_tensor, check_matrix, pad_amounts, pair
 from d2lconv.backends.dask import blocks
-from d2lconv.backends.dask.selection import chunk_adapter, get_chunk_backend
+from d2lconv.backends.dask.selection import get_chunk_backend
 from d2lconv.backends.dask.tensors import pad, small_to_numpy
 from d2lconv.backends.dask.tiling import Tiling, block_sums, tile
 
@@ -30,7 +29,7 @@ def corr2d_loop(X: da.Array, K: da.Array) -> da.Array:
     """Compute 2D cross-correlation: the book's nested loop, run by the chunk backend on every block."""
     from d2lconv.backends.dask.kernels import correlate_blocks
 
-    return correlate_blocks("loop", X, (K,), (1, 1))
+    return correlate_blocks("loop", X, K, (1, 1))
 
 
 def _padded(x: da.Array, padding: Any, kernel_shape: tuple[int, int], stride: tuple[int, int]) -> da.Array:
@@ -91,12 +90,10 @@ class _Trainer:
         self.layer, self.lr = layer, lr
 
     def step(self) -> float:
-        layer, chunks = self.layer, chunk_adapter()
-        kernel = layer.weight.copy()
-        method = choose_method(chunks, self.tiling.plan.largest_block, chunks.from_numpy(kernel), (1, 1))
+        layer, kernel = self.layer, self.layer.weight.copy()
         bias = None if layer.bias is None else float(layer.bias[0])
         sums = block_sums(blocks.training_terms, self.tiling, self.Y, size=2 + kernel.size,
-                          backend=get_chunk_backend(), method=method, kernel=kernel, bias=bias).compute()
+                          backend=get_chunk_backend(), method="auto", kernel=kernel, bias=bias).compute()
         # Update the kernel
         layer.weight -= (self.lr * sums[2:].reshape(kernel.shape)).astype(layer.weight.dtype)
         if layer.bias is not None:
