@@ -28,6 +28,8 @@ through these names; ``numpy`` is the reference for all of them:
   (kernel, bias or None)``.
 - ``layer_parameters(layer) -> {name: NumPy array}``; ``sparse_matrix(rows, cols, values, shape)``: the
   framework's own sparse matrix, for ``corr2d_matrix(..., sparse=True)``.
+- ``correlate_blocks(method, X, K, stride)`` (optional, Dask only): an adapter that has it receives every
+  ``corr2d`` once its input is checked and padded, and computes it in blocks with another backend.
 - ``corr2d_vjp(X, K, G, *, method, padding, stride) -> (dX, dK)`` and ``layer_vjp(layer, x, G) ->
   {name: grad}``: gradients of ``sum(G * output)`` by the framework's autodiff.
 """

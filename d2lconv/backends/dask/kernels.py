@@ -1,10 +1,11 @@
-"""The methods of ``corr2d`` on Dask arrays: each block computed once by the chunk backend's same method.
+"""The methods of ``corr2d`` on Dask arrays: each block computed once by the chunk backend's own ``correlate``.
 
-Each function takes an already padded Dask array and returns the lazy valid cross-correlation (see
-``d2lconv.backends``): the array is cut into blocks with the halo their windows need (``tiling``), and
-every block is handed to the chunk backend (NumPy unless ``set_chunk_backend`` says otherwise). Which
-methods exist, and what ``method="auto"`` chooses, is the chunk backend's: its numbers are read through
-:func:`chunk_dependent` when the graph is built.
+``correlate_blocks`` is the hook ``d2lconv._corr.correlate`` hands a Dask array to, once it is checked and
+padded: the array is cut into blocks with the halo their windows need (``tiling``), and every block runs
+``correlate(chunk backend, window, K, method)`` (NumPy unless ``set_chunk_backend`` says otherwise), so
+``method="auto"`` is the chunk backend's choice for that block, with its exactness certificate. The other
+names are the adapter contract's: the methods by name, and the chunk backend's numbers and availability,
+read through :func:`chunk_dependent`.
 """
 
 from __future__ import annotations
