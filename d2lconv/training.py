@@ -78,7 +78,7 @@ def train_kernel(
             f"Y has shape {y_shape} but a {kernel_shape} kernel on X of shape {(H, W)} gives {expected}"
         )
     for name, data in (("X", X), ("Y", Y)):
-        _check_finite(to_numpy(data), name)
+        _check_finite(data, name)
     if adapter.dtype_of(Y) != adapter.dtype_of(X):
         Y = adapter.cast(Y, adapter.dtype_of(X))
     if lr == "auto":
@@ -108,14 +108,21 @@ def _check_options(lr: Any, epochs: Any, layer: Any, init: Any) -> None:
         raise ValueError(f"unknown init {init!r}; choose one of {', '.join(map(repr, INITS))}")
 
 
-def _check_finite(values: np.ndarray, name: str) -> None:
-    """Training data with NaN or inf would only make the loss non-finite: say so before training."""
-    bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+def _check_finite(data: Any, name: str) -> None:
+    """Training data with NaN or inf would only make the loss non-finite: say so before training.
+
+    A Dask array is counted chunk by chunk (one pass), never loaded whole.
+    """
+    if framework_of(data) == "dask":
+        size, (bad, nan) = data.size, load_adapter("dask").count_nonfinite(data)
+    else:
+        values = to_numpy(data)
+        size, bad = values.size, int(values.size - np.count_nonzero(np.isfinite(values)))
+        nan = int(np.count_nonzero(np.isnan(values))) if bad else 0
     if bad:
-        nan = int(np.count_nonzero(np.isnan(values)))
         kinds = ", ".join(f"{count} {kind}" for count, kind in ((nan, "NaN"), (bad - nan, "inf")) if count)
         raise ValueError(f"{name} holds {bad} non-finite value{'s' if bad > 1 else ''} ({kinds}) among its "
-                         f"{values.size}; train_kernel needs finite data")
+                         f"{size}; train_kernel needs finite data")
 
 
 def _check_progress(losses: list[float], curvature: Callable[[], float], lr: float) -> None:

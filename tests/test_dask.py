@@ -258,6 +258,24 @@ def test_a_kernel_is_learned_from_chunks_as_on_numpy(rng):
     np.testing.assert_allclose(result.kernel, K, atol=1e-3)
 
 
+def test_training_never_loads_the_image_whole(monkeypatch, rng):
+    """Checks, curvature and epochs all go block by block: computing a whole input is refused here."""
+    real = dask_backend.to_numpy
+
+    def only_small(x):
+        assert getattr(x, "size", 0) < 500, f"an array of {x.size} elements was loaded whole"
+        return real(x)
+
+    monkeypatch.setattr(dask_backend, "to_numpy", only_small)
+    X = rng.standard_normal((40, 50)).astype(np.float32)
+    Y = in_memory(X, np.array([[1.0, 2.0], [-1.0, 0.5]], np.float32))
+    result = dc.train_kernel(da.from_array(X, chunks=12), da.from_array(Y, chunks=15), (2, 2), lr="auto", epochs=5)
+    np.testing.assert_allclose(result.kernel, [[1.0, 2.0], [-1.0, 0.5]], atol=1e-3)
+    X[3, 4], X[20, 7] = np.nan, np.inf
+    with pytest.raises(ValueError, match=r"X holds 2 non-finite values \(1 NaN, 1 inf\) among its 2000; "):
+        dc.train_kernel(da.from_array(X, chunks=12), da.from_array(Y, chunks=15), (2, 2))
+
+
 @pytest.mark.parametrize("kernel_shape", [(3, 3), (1, 2), (9, 8)], ids=["gram", "gram-1x2", "power-iteration"])
 @pytest.mark.parametrize("bias", [False, True])
 def test_curvature_in_chunks_equals_the_in_memory_one(kernel_shape, bias, rng):

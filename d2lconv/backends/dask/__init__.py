@@ -36,6 +36,7 @@ from d2lconv.backends.dask.tab import (  # noqa: F401 (the adapter's names)
 )
 from d2lconv.backends.dask.tensors import (  # noqa: F401 (the adapter's names)
     cast,
+    count_nonfinite,
     dtype_of,
     flip,
     from_numpy,

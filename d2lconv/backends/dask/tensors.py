@@ -25,6 +25,14 @@ def to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x.compute() if isinstance(x, da.Array) else x)
 
 
+def count_nonfinite(x: da.Array) -> tuple[int, int]:
+    """How many entries of ``x`` are not finite, and how many of them are NaN: one pass, chunk by chunk."""
+    import dask
+
+    bad, nan = dask.compute(da.count_nonzero(~da.isfinite(x)), da.count_nonzero(da.isnan(x)))
+    return int(bad), int(nan)
+
+
 def small_to_numpy(x: Any) -> np.ndarray:
     """A small array (a kernel) as NumPy, computed in this process: no round trip to a cluster for a few numbers."""
     return np.asarray(x.compute(scheduler="synchronous") if isinstance(x, da.Array) else x)
