@@ -188,3 +188,22 @@ def test_learn_with_gradient_descent_says_so_and_how_far_it_got(photo_files):
     assert done.returncode == 0, done.stderr
     assert "method gd: the book's gradient descent, lr auto" in done.stdout
     assert "after 30 epochs" in done.stdout
+
+
+def test_learn_says_solve_does_not_take_gradient_descent_options(photo_files):
+    done = subprocess.run([sys.executable, "-m", "d2lconv.cli", "learn", "camera.png", "--method", "solve",
+                           "--epochs", "30", "--lr", "1e-4"],
+                          capture_output=True, text=True, env=os.environ.copy(), timeout=600, cwd=photo_files)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert done.stderr == ("d2lconv: error: --epochs, --lr only apply to --method gd (gradient descent); "
+                           "--method solve solves for the kernel in one step\n")
+    assert done.stdout == ""
+
+
+def test_learn_takes_a_gradient_descent_option_as_choosing_gd(photo_files):
+    done = subprocess.run([sys.executable, "-m", "d2lconv.cli", "learn", "camera.png", "--kernel", "laplacian",
+                           "--init", "zeros", "--max-size", "32", "--quiet"],
+                          capture_output=True, text=True, env=os.environ.copy(), timeout=600, cwd=photo_files)
+    assert done.returncode == 0, done.stderr
+    assert "method gd: the book's gradient descent" in done.stdout and "init zeros" in done.stdout
+    assert "after 400 epochs" in done.stdout
