@@ -51,7 +51,7 @@ def each_method(methods=dc.METHODS):
     return params
 
 
-# TensorFlow 2.17-2.20's C++ runtime (XLA, through absl) writes these INFO lines straight to the process's
+# TensorFlow 2.17-2.19's C++ runtime (XLA, through absl) writes these INFO lines straight to the process's
 # stderr at its first compile, before absl::InitializeLog; no setting silences them (2.21 writes none).
 _RUNTIME_INFO = re.compile(
     r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
