@@ -55,7 +55,7 @@ def each_method(methods=dc.METHODS):
 # stderr at its first compile, before absl::InitializeLog; no setting silences them (2.21 writes none).
 _RUNTIME_INFO = re.compile(
     r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-    r"|I\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w.]+:\d+\] .*"
+    r"|I\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.]+:\d+\] .*"
 )
 
 
