@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 
 import numpy as np
 import pytest
@@ -94,6 +95,19 @@ def each_method(methods=dc.METHODS):
         marks = [pytest.mark.xfail(raises=ValueError, strict=True, reason=reason)] if reason else []
         params.append(pytest.param(method, marks=marks, id=method))
     return params
+
+
+# TensorFlow 2.17-2.19's C++ runtime (XLA, through absl) writes these INFO lines straight to the process's
+# stderr at its first compile, before absl::InitializeLog; no setting silences them (2.21 writes none).
+_RUNTIME_INFO = re.compile(
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|I\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.]+:\d+\] .*"
+)
+
+
+def own_stderr(text):
+    """A command's stderr without the framework runtime's own INFO lines: what d2lconv itself wrote."""
+    return "".join(line for line in text.splitlines(keepends=True) if not _RUNTIME_INFO.fullmatch(line.rstrip("\n")))
 
 
 @pytest.fixture

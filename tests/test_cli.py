@@ -10,6 +10,7 @@ import threading
 
 import numpy as np
 import pytest
+from conftest import own_stderr
 
 import d2lconv as dc
 
@@ -69,7 +70,8 @@ def run_in(folder, *args, env=None):
 
 def assert_usage_error(done, *fragments, status=2):
     assert done.returncode == status, (done.returncode, done.stdout, done.stderr)
-    assert done.stderr.startswith("d2lconv: error: ") and done.stderr.count("\n") == 1, done.stderr
+    stderr = own_stderr(done.stderr)
+    assert stderr.startswith("d2lconv: error: ") and stderr.count("\n") == 1, done.stderr
     assert "Traceback" not in done.stderr
     for fragment in fragments:
         assert fragment in done.stderr, (fragment, done.stderr)
@@ -185,7 +187,7 @@ def test_learn_recovers_the_kernel_from_the_sample_and_plots_it(tmp_path):
     assert "true kernel" in out and "learned kernel" in out
     difference = float(out.split("largest difference |learned - true|: ")[1].split()[0])
     assert difference < 1e-2, out
-    assert done.stderr == ""  # no progress bar: stderr is not a terminal
+    assert own_stderr(done.stderr) == ""  # no progress bar: stderr is not a terminal
     width, height = picture_size(tmp_path / "learn.png")
     assert 1000 < width < 1400 and 600 < height < 900
 

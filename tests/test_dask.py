@@ -259,7 +259,7 @@ def test_a_kernel_is_learned_from_chunks_as_on_numpy(rng):
 
 
 def test_training_never_loads_the_image_whole(monkeypatch, rng):
-    """Checks, curvature and epochs all go block by block: computing a whole input is refused here."""
+    """Checks, curvature, epochs and least squares all go block by block: computing a whole input is refused."""
     real = dask_backend.to_numpy
 
     def only_small(x):
@@ -271,6 +271,12 @@ def test_training_never_loads_the_image_whole(monkeypatch, rng):
     Y = in_memory(X, np.array([[1.0, 2.0], [-1.0, 0.5]], np.float32))
     result = dc.train_kernel(da.from_array(X, chunks=12), da.from_array(Y, chunks=15), (2, 2), lr="auto", epochs=5)
     np.testing.assert_allclose(result.kernel, [[1.0, 2.0], [-1.0, 0.5]], atol=1e-3)
+    K = rng.standard_normal((3, 2)).astype(np.float32)  # solved for exactly: the normal equations block by block
+    target = in_memory(X, K)
+    solved = dc.least_squares_kernel(da.from_array(X, chunks=(7, 16)), da.from_array(target, chunks=9), (3, 2))
+    with dc.use_backend("numpy"):
+        np.testing.assert_allclose(solved, dc.least_squares_kernel(X, target, (3, 2)), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(solved, K, atol=1e-5)
     X[3, 4], X[20, 7] = np.nan, np.inf
     with pytest.raises(ValueError, match=r"X holds 2 non-finite values \(1 NaN, 1 inf\) among its 2000; "):
         dc.train_kernel(da.from_array(X, chunks=12), da.from_array(Y, chunks=15), (2, 2))

@@ -132,7 +132,7 @@ def test_corr2d_matrix_refuses_a_kernel_larger_than_the_input_as_corr2d_does(ker
 @pytest.mark.parametrize(
     ("name", "values", "pattern"),
     [
-        ("Y", [np.nan], r"Y holds 1 non-finite value \(1 NaN\) among its 42; train_kernel needs finite data"),
+        ("Y", [np.nan], r"Y holds 1 non-finite value \(1 NaN\) among its 42; learning a kernel needs finite data"),
         ("X", [np.inf, -np.inf, np.nan], r"X holds 3 non-finite values \(1 NaN, 2 inf\) among its 48"),
     ],
 )

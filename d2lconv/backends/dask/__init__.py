@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from d2lconv.backends.dask.curvature import largest_curvature  # noqa: F401 (used by d2lconv.largest_curvature)
+from d2lconv.backends.dask.curvature import (  # noqa: F401 (used by d2lconv.largest_curvature and least_squares_kernel)
+    largest_curvature,
+    least_squares_kernel,
+)
 from d2lconv.backends.dask.kernels import (  # noqa: F401 (the adapter's names)
     CHUNK_DEPENDENT,
     chunk_dependent,

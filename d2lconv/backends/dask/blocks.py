@@ -128,16 +128,12 @@ def normal_terms(window: np.ndarray, *, kernel: np.ndarray, offset: float) -> np
     return np.concatenate([[prediction.sum()], kernel_gradient(window, prediction, kernel.shape).ravel()])
 
 
-def gram_terms(window: np.ndarray, *, kernel_shape: tuple[int, int], bias: bool) -> np.ndarray:
-    """One block's share of ``A^T A`` in float64: the dot products of every pair of the kernel's shifted windows.
-
-    ``A`` maps a kernel (and a bias) to the prediction, so ``2 A^T A`` is the loss's Hessian. The windows are
-    stacked band by band and multiplied with BLAS: ``(h w + 1)^2`` multiply-adds per pixel, one pass.
-    """
+def _window_bands(window: np.ndarray, kernel_shape: tuple[int, int], bias: bool):
+    """Bands of rows of ``A`` (one row per output: its window of ``window``, then a 1 for a bias) in float64,
+    as ``(first output row, last output row + 1, A's rows transposed)``: cache-sized, never all of ``A``."""
     h, w = kernel_shape
     rows, cols = window.shape[0] - h + 1, window.shape[1] - w + 1
     size = h * w + bool(bias)
-    gram = np.zeros((size, size))
     band = max(1, _BAND_BYTES // (cols * 8 * size))
     stack = np.ones((size, min(band, rows), cols))
     for start in range(0, rows, band):
@@ -145,6 +141,27 @@ def gram_terms(window: np.ndarray, *, kernel_shape: tuple[int, int], bias: bool)
         for a in range(h):
             for b in range(w):
                 stack[a * w + b, :stop - start] = window[start + a:stop + a, b:b + cols]
-        flat = stack[:, :stop - start].reshape(size, -1)
+        yield start, stop, stack[:, :stop - start].reshape(size, -1)
+
+
+def gram_terms(window: np.ndarray, *, kernel_shape: tuple[int, int], bias: bool) -> np.ndarray:
+    """One block's share of ``A^T A`` in float64: the dot products of every pair of the kernel's shifted windows.
+
+    ``A`` maps a kernel (and a bias) to the prediction, so ``2 A^T A`` is the loss's Hessian. The windows are
+    stacked band by band and multiplied with BLAS: ``(h w + 1)^2`` multiply-adds per pixel, one pass.
+    """
+    size = kernel_shape[0] * kernel_shape[1] + bool(bias)
+    gram = np.zeros((size, size))
+    for _, _, flat in _window_bands(window, kernel_shape, bias):
         gram += flat @ flat.T
     return gram.ravel()
+
+
+def normal_equation_terms(window: np.ndarray, Y: np.ndarray, *, kernel_shape: tuple[int, int]) -> np.ndarray:
+    """One block's share of the normal equations ``A^T A k = A^T y``: ``[A^T A..., A^T y...]`` in float64."""
+    size = kernel_shape[0] * kernel_shape[1]
+    gram, moment = np.zeros((size, size)), np.zeros(size)
+    for start, stop, flat in _window_bands(window, kernel_shape, False):
+        gram += flat @ flat.T
+        moment += flat @ Y[start:stop].astype(np.float64).ravel()
+    return np.concatenate([gram.ravel(), moment])

@@ -1,4 +1,4 @@
-"""The largest curvature of the kernel-learning loss on a Dask array (what ``lr="auto"`` needs), in few passes.
+"""The kernel-learning loss's curvature (what ``lr="auto"`` needs) and its exact minimum, on Dask arrays.
 
 The loss ``sum((corr2d(X, K) + b - Y) ** 2)`` has the Hessian ``2 A^T A``, where the columns of ``A`` are the
 kernel's shifted windows of ``X`` (and a column of ones for a bias). For small kernels ``A^T A`` itself is
@@ -45,3 +45,17 @@ def largest_curvature(X: da.Array, kernel_shape: tuple[int, int], *, bias: bool 
         if abs(estimate - previous) <= tolerance * estimate:
             break
     return estimate
+
+
+def least_squares_kernel(X: da.Array, Y: da.Array, kernel_shape: tuple[int, int]) -> np.ndarray:
+    """The kernel minimising ``sum((corr2d(X, K) - Y) ** 2)``, from the normal equations summed block by block.
+
+    One pass over ``X`` and ``Y``; the small ``h w x h w`` system is then solved in NumPy as
+    :func:`d2lconv.least_squares_kernel` solves it (least squares: the smallest-norm kernel where the data
+    leave it undetermined).
+    """
+    size = kernel_shape[0] * kernel_shape[1]
+    sums = block_sums(blocks.normal_equation_terms, tile(X, kernel_shape, (1, 1)), Y, size=size * size + size,
+                      kernel_shape=kernel_shape).compute()
+    gram, moment = sums[:size * size].reshape(size, size), sums[size * size:]
+    return np.linalg.lstsq(gram, moment, rcond=None)[0].reshape(kernel_shape)
