@@ -8,46 +8,59 @@ from typing import Any
 from d2lconv import methods
 from d2lconv._auto import choose_method
 from d2lconv._backend import active_adapter
-from d2lconv._inputs import as_tensor, check_matrix, output_shape, pad_amounts, pair
+from d2lconv._inputs import (
+    as_tensor,
+    check_fits,
+    check_image,
+    check_matrix,
+    dilation_pair,
+    output_shape,
+    pad_amounts,
+    pair,
+)
 
 METHODS: tuple[str, ...] = ("auto", "loop", "direct", "separable", "fft", "native")
+ONE = (1, 1)
 
 
 def correlate(
-    adapter: ModuleType, X: Any, K: Any, *, method: str = "auto", padding: Any = 0, stride: Any = 1
+    adapter: ModuleType, X: Any, K: Any, *, method: str = "auto", padding: Any = 0, stride: Any = 1,
+    dilation: Any = 1,
 ) -> Any:
     """Cross-correlate with an explicit adapter (the layers call this with their own backend)."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(map(repr, METHODS))}")
     X = as_tensor(adapter, X, "X")
     K = as_tensor(adapter, K, "K")
-    input_shape = check_matrix(X, "X")
+    input_shape = check_image(X, "X")
     kernel_shape = check_matrix(K, "K")
     strides = pair(stride, "stride", minimum=1)
-    (top, bottom), (left, right) = pad_amounts(padding, input_shape, kernel_shape, strides)
+    dilations = dilation_pair(dilation)
+    span = methods.dilated_shape(kernel_shape, dilations)
+    (top, bottom), (left, right) = pad_amounts(padding, input_shape, span, strides)
     padded = (input_shape[0] + top + bottom, input_shape[1] + left + right)
-    if kernel_shape[0] > padded[0] or kernel_shape[1] > padded[1]:
-        raise ValueError(
-            f"kernel of shape {kernel_shape} is larger than the input of shape {input_shape}"
-            + (f" padded to {padded}" if padded != input_shape else "")
-        )
-    X, K = _common_dtype(adapter, X, K)
+    check_fits(kernel_shape, dilations, input_shape, padded)
+    X, K = common_dtype(adapter, X, K)
     if top or bottom or left or right:
         X = adapter.pad(X, (top, bottom), (left, right))
     if method == "auto":
-        method = choose_method(adapter, padded, K, strides)
-    return _run(adapter, method, X, K, strides)
+        batch = 1
+        for n in tuple(X.shape)[:-2]:
+            batch *= int(n)
+        method = choose_method(adapter, padded, K, strides, dilations, batch)
+    return _run(adapter, method, X, K, strides, dilations)
 
 
 def result_shape(input_shape: tuple[int, int], kernel_shape: tuple[int, int], padding: Any = 0,
-                 stride: Any = 1) -> tuple[int, int]:
-    """The shape ``corr2d`` returns for these shapes, padding and stride."""
+                 stride: Any = 1, dilation: Any = 1) -> tuple[int, int]:
+    """The (height, width) ``corr2d`` returns for these shapes, padding, stride and dilation."""
     strides = pair(stride, "stride", minimum=1)
-    (top, bottom), (left, right) = pad_amounts(padding, input_shape, kernel_shape, strides)
-    return output_shape(input_shape, kernel_shape, (top + bottom, left + right), strides)
+    span = methods.dilated_shape(kernel_shape, dilation_pair(dilation))
+    (top, bottom), (left, right) = pad_amounts(padding, input_shape, span, strides)
+    return output_shape(input_shape, span, (top + bottom, left + right), strides)
 
 
-def _common_dtype(adapter: ModuleType, X: Any, K: Any) -> tuple[Any, Any]:
+def common_dtype(adapter: ModuleType, X: Any, K: Any) -> tuple[Any, Any]:
     """Compute in float64 if either operand is float64, else in float32."""
     x_dtype, k_dtype = adapter.dtype_of(X), adapter.dtype_of(K)
     if x_dtype == k_dtype:
@@ -55,22 +68,43 @@ def _common_dtype(adapter: ModuleType, X: Any, K: Any) -> tuple[Any, Any]:
     return (X, adapter.cast(K, x_dtype)) if x_dtype.itemsize > k_dtype.itemsize else (adapter.cast(X, k_dtype), K)
 
 
-def _run(adapter: ModuleType, method: str, X: Any, K: Any, stride: tuple[int, int]) -> Any:
+def _run(adapter: ModuleType, method: str, X: Any, K: Any, stride: tuple[int, int],
+         dilation: tuple[int, int]) -> Any:
     if method == "loop":
-        Y = adapter.corr2d_loop(X, K)
-        return Y if stride == (1, 1) else Y[::stride[0], ::stride[1]]
+        return _loop(adapter, X, K, stride, dilation)
     if method == "direct":
-        return adapter.corr2d_direct(X, K, stride)
+        return adapter.corr2d_direct(X, K, stride, dilation)
     if method == "separable":
         factors = _rank_one_factors(adapter, K)
-        return adapter.corr2d_separable(X, *factors, stride)
+        return adapter.corr2d_separable(X, *factors, stride, dilation)
     if method == "fft":
         if adapter.corr2d_fft is None:
             raise ValueError(f"method='fft' is not available on the {adapter.NAME!r} backend: {adapter.NO_FFT}")
-        return adapter.corr2d_fft(X, K, stride)
+        return adapter.corr2d_fft(X, K, stride, dilation)
     if adapter.corr2d_native is None:
         raise ValueError(f"method='native' is not available on the {adapter.NAME!r} backend: {adapter.NO_NATIVE}")
-    return adapter.corr2d_native(X, K, stride)
+    return adapter.corr2d_native(X, K, stride, dilation)
+
+
+def _loop(adapter: ModuleType, X: Any, K: Any, stride: tuple[int, int], dilation: tuple[int, int]) -> Any:
+    """The book's loop on every 2-D slice of ``X``; a dilated kernel is spread out with zeros first."""
+    if dilation != ONE:
+        K = dilate(adapter, K, dilation)
+    lead, (H, W) = tuple(X.shape[:-2]), tuple(X.shape[-2:])
+    if lead:
+        planes = adapter.reshape(X, (-1, H, W))
+        Y = adapter.stack([adapter.corr2d_loop(planes[i], K) for i in range(planes.shape[0])], 0)
+        Y = adapter.reshape(Y, lead + tuple(Y.shape[-2:]))
+    else:
+        Y = adapter.corr2d_loop(X, K)
+    if stride == ONE:
+        return Y
+    return Y[(slice(None),) * len(lead) + (slice(None, None, stride[0]), slice(None, None, stride[1]))]
+
+
+def dilate(adapter: ModuleType, K: Any, dilation: tuple[int, int]) -> Any:
+    """The kernel with ``d - 1`` zeros between its taps (differentiable), in the adapter's tensors."""
+    return methods.dilate(K, dilation, stack=adapter.stack, reshape=adapter.reshape)
 
 
 def _rank_one_factors(adapter: ModuleType, K: Any) -> tuple[Any, Any]:
@@ -87,20 +121,25 @@ def _rank_one_factors(adapter: ModuleType, K: Any) -> tuple[Any, Any]:
     return tuple(adapter.from_numpy(f.astype(dtype)) for f in factors)
 
 
-def corr2d(X: Any, K: Any, *, method: str = "auto", padding: Any = 0, stride: Any = 1) -> Any:
+def corr2d(X: Any, K: Any, *, method: str = "auto", padding: Any = 0, stride: Any = 1, dilation: Any = 1) -> Any:
     """2-D cross-correlation of ``X`` with kernel ``K``, as a native tensor of the active backend.
 
-    The output has shape ``floor((n - k + p + s) / s)`` per axis (``(n - k + 1)`` without padding and
-    stride, as in the book). ``method`` is ``"auto"`` (the fastest exact method for these shapes),
-    ``"loop"`` (the book's nested loop), ``"direct"``, ``"separable"``, ``"fft"`` or ``"native"`` (the
-    framework's own conv op). Every method but ``"loop"`` is differentiable with the framework's autodiff.
+    ``X`` is one image ``(H, W)`` or any stack of them ``(..., H, W)`` (a batch, channels): every 2-D
+    slice is cross-correlated with the same 2-D kernel ``K`` in one call, and the result keeps the leading
+    axes. The output has ``floor((n - d * (k - 1) - 1 + p + s) / s)`` rows and columns (``(n - k + 1)``
+    without padding, stride and dilation, as in the book). ``dilation`` spaces the kernel's taps ``d``
+    pixels apart, as ``torch.nn.functional.conv2d`` does. ``method`` is ``"auto"`` (the fastest exact
+    method for these shapes), ``"loop"`` (the book's nested loop), ``"direct"``, ``"separable"``,
+    ``"fft"`` or ``"native"`` (the framework's own conv op). Every method but ``"loop"`` is
+    differentiable with the framework's autodiff.
     """
-    return correlate(active_adapter(), X, K, method=method, padding=padding, stride=stride)
+    return correlate(active_adapter(), X, K, method=method, padding=padding, stride=stride, dilation=dilation)
 
 
-def convolve2d(X: Any, K: Any, *, method: str = "auto", padding: Any = 0, stride: Any = 1) -> Any:
+def convolve2d(X: Any, K: Any, *, method: str = "auto", padding: Any = 0, stride: Any = 1,
+               dilation: Any = 1) -> Any:
     """Strict 2-D convolution: :func:`corr2d` with the kernel flipped on both axes."""
     adapter = active_adapter()
     K = as_tensor(adapter, K, "K")
     check_matrix(K, "K")
-    return correlate(adapter, X, adapter.flip(K), method=method, padding=padding, stride=stride)
+    return correlate(adapter, X, adapter.flip(K), method=method, padding=padding, stride=stride, dilation=dilation)

@@ -13,8 +13,9 @@ X = np.ones((4, 5), dtype=np.float32)
 @pytest.mark.parametrize(
     ("args", "error", "pattern"),
     [
-        ((np.ones(5), [[1.0]]), ValueError, r"X must be 2-D .* got shape \(5,\)"),
-        ((np.ones((2, 2, 2)), [[1.0]]), ValueError, r"X must be 2-D .* \(2, 2, 2\)"),
+        ((np.ones(5), [[1.0]]), ValueError, r"X must have at least 2 dimensions \(\.\.\., height, width\), got shape \(5,\)"),
+        ((np.ones((2, 2, 2)), np.ones((1, 1, 1))), ValueError, r"K must be 2-D .* \(1, 1, 1\)"),
+        ((np.ones((2, 0, 2)), [[1.0]]), ValueError, r"X must not be empty, got shape \(2, 0, 2\)"),
         ((X, np.ones(2)), ValueError, r"K must be 2-D .* \(2,\)"),
         ((X, np.ones((5, 1))), ValueError, r"kernel of shape \(5, 1\) is larger than the input of shape \(4, 5\)"),
         ((X, np.ones((1, 6))), ValueError, r"\(1, 6\) is larger than the input of shape \(4, 5\)"),
@@ -32,6 +33,16 @@ def test_bad_corr2d_input(args, error, pattern):
         dc.corr2d(*args)
 
 
+def test_a_dilated_kernel_larger_than_the_input_names_its_span():
+    with pytest.raises(ValueError, match=r"kernel of shape \(2, 3\) with dilation \(4, 2\) spans \(5, 5\), which is "
+                                         r"larger than the input of shape \(4, 5\)"):
+        dc.corr2d(X, np.ones((2, 3)), dilation=(4, 2))
+    with pytest.raises(ValueError, match=r"spans \(5, 5\), which is larger than the input of shape \(2, 2\) "
+                                         r"padded to \(4, 4\)"):
+        dc.corr2d(np.ones((2, 2)), np.ones((2, 2)), dilation=4, padding=1)
+    assert dc.to_numpy(dc.corr2d(X, np.ones((2, 3)), dilation=(4, 2), padding=1)).shape == (2, 3)
+
+
 def test_unknown_method_lists_the_methods():
     with pytest.raises(ValueError, match=r"unknown method 'fast'.*'auto', 'loop', 'direct'"):
         dc.corr2d(X, [[1.0]], method="fast")
@@ -45,6 +56,8 @@ def test_unknown_method_lists_the_methods():
         ({"padding": 1.5}, TypeError, r"padding must be an int or a pair of ints"),
         ({"stride": 0}, ValueError, r"stride must be at least 1"),
         ({"stride": (1, 2, 3)}, TypeError, r"stride must be an int or a pair of ints"),
+        ({"dilation": 0}, ValueError, r"dilation must be at least 1 in each dimension, got 0"),
+        ({"dilation": (1, 2.0)}, TypeError, r"dilation must be an int or a pair of ints"),
     ],
 )
 def test_bad_padding_or_stride(kwargs, error, pattern):

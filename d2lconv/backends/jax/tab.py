@@ -143,9 +143,12 @@ def make_trainer(X: jax.Array, Y: jax.Array, kernel_size: tuple[int, int], *, la
 
 
 def corr2d_vjp(X: jax.Array, K: jax.Array, G: jax.Array, *, method: str, padding: Any,
-               stride: tuple[int, int]) -> tuple[jax.Array, jax.Array]:
+               stride: tuple[int, int], dilation: tuple[int, int] = (1, 1)) -> tuple[jax.Array, jax.Array]:
     """Gradients of ``sum(G * corr2d(X, K))`` by ``jax.vjp`` (``"separable"`` refuses a traced kernel)."""
-    _, pullback = jax.vjp(lambda X, K: correlate(_this, X, K, method=method, padding=padding, stride=stride), X, K)
+    def forward(X: jax.Array, K: jax.Array) -> jax.Array:
+        return correlate(_this, X, K, method=method, padding=padding, stride=stride, dilation=dilation)
+
+    _, pullback = jax.vjp(forward, X, K)
     return pullback(G)
 
 

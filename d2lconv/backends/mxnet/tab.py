@@ -115,14 +115,14 @@ def make_trainer(X: np.ndarray, Y: np.ndarray, kernel_size: tuple[int, int], *, 
 
 
 def corr2d_vjp(X: np.ndarray, K: np.ndarray, G: np.ndarray, *, method: str, padding: Any,
-               stride: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+               stride: tuple[int, int], dilation: tuple[int, int] = (1, 1)) -> tuple[np.ndarray, np.ndarray]:
     """Gradients of ``sum(G * corr2d(X, K))`` by ``autograd``; the book's loop cannot be recorded."""
     X, K = X.copy(), K.copy()  # attach_grad on copies, so the caller's arrays stay constant
     X.attach_grad()
     K.attach_grad()
     try:
         with autograd.record():
-            Y = correlate(_this, X, K, method=method, padding=padding, stride=stride)
+            Y = correlate(_this, X, K, method=method, padding=padding, stride=stride, dilation=dilation)
     except mx.MXNetError as error:
         if method != "loop":
             raise

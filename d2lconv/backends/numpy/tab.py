@@ -96,14 +96,16 @@ def make_trainer(X: np.ndarray, Y: np.ndarray, kernel_size: tuple[int, int], *, 
 
 
 def corr2d_vjp(X: np.ndarray, K: np.ndarray, G: np.ndarray, *, method: str, padding: Any,
-               stride: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+               stride: tuple[int, int], dilation: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Gradients of ``sum(G * corr2d(X, K))``: NumPy has no autodiff, so they are the analytic adjoints."""
-    correlate(_this, X, K, method=method, padding=padding, stride=stride)  # the forward pass, as autodiff would
-    rows, cols = pad_amounts(padding, X.shape, K.shape, stride)
+    # the forward pass, as autodiff would run it (and with its errors)
+    correlate(_this, X, K, method=method, padding=padding, stride=stride, dilation=dilation)
+    (H, W) = X.shape[-2:]
+    rows, cols = pad_amounts(padding, (H, W), methods.dilated_shape(K.shape, dilation), stride)
     padded = pad(X, rows, cols)
-    dK = methods.kernel_gradient(padded, G, K.shape, stride)
-    dX = methods.input_gradient(G, K, padded.shape, stride)
-    return dX[rows[0]:rows[0] + X.shape[0], cols[0]:cols[0] + X.shape[1]], dK
+    dK = methods.kernel_gradient(padded, G, K.shape, stride, dilation)
+    dX = methods.input_gradient(G, K, padded.shape, stride, dilation)
+    return dX[..., rows[0]:rows[0] + H, cols[0]:cols[0] + W], dK
 
 
 def layer_vjp(layer: Conv2D, x: np.ndarray, G: np.ndarray) -> dict[str, np.ndarray]:

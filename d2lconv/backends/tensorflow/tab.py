@@ -150,7 +150,7 @@ def make_trainer(X: tf.Tensor, Y: tf.Tensor, kernel_size: tuple[int, int], *, la
 
 
 def corr2d_vjp(X: Any, K: Any, G: Any, *, method: str, padding: Any,
-               stride: tuple[int, int]) -> tuple[tf.Tensor, tf.Tensor]:
+               stride: tuple[int, int], dilation: tuple[int, int] = (1, 1)) -> tuple[tf.Tensor, tf.Tensor]:
     """Gradients of ``sum(G * corr2d(X, K))`` by ``tf.GradientTape``."""
     if method == "loop":
         raise ValueError(
@@ -161,7 +161,7 @@ def corr2d_vjp(X: Any, K: Any, G: Any, *, method: str, padding: Any,
     X, K = _tensor(X), _tensor(K)
     with tf.GradientTape() as tape:
         tape.watch([X, K])
-        Y = correlate(_this, X, K, method=method, padding=padding, stride=stride)
+        Y = correlate(_this, X, K, method=method, padding=padding, stride=stride, dilation=dilation)
         loss = tf.reduce_sum(tf.cast(_tensor(G), Y.dtype) * Y)
     dX, dK = tape.gradient(loss, [X, K])
     if dX is None or dK is None:

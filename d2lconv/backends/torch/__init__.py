@@ -27,12 +27,16 @@ from d2lconv.backends.torch.tab import (  # noqa: F401 (the adapter's names)
 from d2lconv.backends.torch.tensors import (  # noqa: F401 (the adapter's names)
     cast,
     dtype_of,
+    einsum,
     flip,
     from_numpy,
     is_constant,
     is_native,
+    moveaxis,
     pad,
+    reshape,
     sparse_matrix,
+    stack,
     to_numpy,
     transpose,
 )

@@ -101,11 +101,11 @@ def make_trainer(X: torch.Tensor, Y: torch.Tensor, kernel_size: tuple[int, int],
 
 
 def corr2d_vjp(X: torch.Tensor, K: torch.Tensor, G: torch.Tensor, *, method: str, padding: Any,
-               stride: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+               stride: tuple[int, int], dilation: tuple[int, int] = (1, 1)) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradients of ``sum(G * corr2d(X, K))`` by autograd, through the common ``correlate``."""
     X = X.detach().requires_grad_()
     K = K.detach().requires_grad_()
-    Y = correlate(_this, X, K, method=method, padding=padding, stride=stride)
+    Y = correlate(_this, X, K, method=method, padding=padding, stride=stride, dilation=dilation)
     dX, dK = torch.autograd.grad(Y, (X, K), G.to(Y.dtype))
     return dX, dK
 
