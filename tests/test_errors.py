@@ -13,7 +13,8 @@ X = np.ones((4, 5), dtype=np.float32)
 @pytest.mark.parametrize(
     ("args", "error", "pattern"),
     [
-        ((np.ones(5), [[1.0]]), ValueError, r"X must have at least 2 dimensions \(\.\.\., height, width\), got shape \(5,\)"),
+        ((np.ones(5), [[1.0]]), ValueError,
+         r"X must have at least 2 dimensions \(\.\.\., height, width\), got shape \(5,\)"),
         ((np.ones((2, 2, 2)), np.ones((1, 1, 1))), ValueError, r"K must be 2-D .* \(1, 1, 1\)"),
         ((np.ones((2, 0, 2)), [[1.0]]), ValueError, r"X must not be empty, got shape \(2, 0, 2\)"),
         ((X, np.ones(2)), ValueError, r"K must be 2-D .* \(2,\)"),
