@@ -17,6 +17,7 @@ from d2lconv._backend import (
     set_backend,
     use_backend,
 )
+from d2lconv._channels import corr2d_multi_in, corr2d_multi_in_out, corr2d_multi_in_out_1x1
 from d2lconv._corr import METHODS, convolve2d, corr2d
 from d2lconv._gradients import corr2d_gradients, layer_gradients
 from d2lconv._tensors import Conv2D, ones, tensor, to_numpy, transpose, zeros
@@ -44,6 +45,9 @@ __all__ = [
     "corr2d",
     "corr2d_gradients",
     "corr2d_matrix",
+    "corr2d_multi_in",
+    "corr2d_multi_in_out",
+    "corr2d_multi_in_out_1x1",
     "layer_gradients",
     "get_backend",
     "kernels",

@@ -15,6 +15,7 @@ over between machines; benchmarks/RESULTS.md shows how they were measured.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -46,3 +47,66 @@ def choose_method(adapter: ModuleType, input_shape: tuple[int, int], K: Any, str
             and methods.rank_one_factors(adapter.to_numpy(K)) is not None):
         return "separable"
     return min(costs, key=costs.get)
+
+
+@dataclass(frozen=True)
+class ChannelAuto:
+    """An adapter's numbers for ``method="auto"`` on the channel functions: when the framework's own conv op
+    beats d2lconv's methods (``CHANNEL_AUTO`` in each adapter's ``channels.py``, measured there).
+
+    - ``native_from``: input channels per group from which the framework op wins (its matrix products use
+      the channels well); below it d2lconv's methods do. None: never (NumPy has no conv op).
+    - ``native_depthwise``: whether the framework op wins for grouped convolutions with one input channel
+      per group (depthwise), which some frameworks run with a dedicated kernel.
+    - ``native_below``: multiply-adds in all below which the framework op wins anyway (one call against
+      several small ones).
+    - ``fft_from_taps``: kernel taps (h * w) from which d2lconv's FFT over channels beats the framework op
+      (and d2lconv's direct method) when several input channels meet; None: never.
+    """
+
+    native_from: int | None
+    native_depthwise: bool = False
+    native_below: int = 0
+    fft_from_taps: int | None = None
+
+
+def choose_channel_method(adapter: ModuleType, batch: int, in_channels: int, input_shape: tuple[int, int], K: Any,
+                          stride: tuple[int, int], dilation: tuple[int, int], groups: int) -> str:
+    """The method for ``corr2d_multi_in_out``: ``"native"``, ``"direct"``, ``"fft"`` or ``"per_kernel"``.
+
+    With one input channel per group (a batch of single-channel images, a filter bank, a depthwise
+    convolution) each output channel is a 2-D cross-correlation, and ``"per_kernel"`` runs ``corr2d``'s own
+    choice for each kernel (the single-channel speed of every method); with several, the work is matrix
+    products over channels, where the framework's op is strong.
+    """
+    numbers: ChannelAuto = adapter.CHANNEL_AUTO
+    out_channels, per_group, h, w = (int(n) for n in K.shape)
+    taps = h * w
+    out_h, out_w = methods.valid_shape(input_shape, (h, w), stride, dilation)
+    native = adapter.corr2d_channels_native is not None
+    if native and batch * out_channels * out_h * out_w * per_group * taps < numbers.native_below:
+        return "native"
+    if per_group == 1:
+        if native and ((groups > 1 and numbers.native_depthwise) or taps <= adapter.NATIVE_TAPS):
+            return "native"
+        return "per_kernel"
+    if numbers.fft_from_taps is not None and taps >= numbers.fft_from_taps and adapter.corr2d_fft is not None:
+        return "fft"
+    if native and numbers.native_from is not None and per_group >= numbers.native_from:
+        return "native"
+    return "direct"
+
+
+def choose_bank_method(adapter: ModuleType, K: Any, outputs: int) -> str:
+    """For one input channel per group on a fusing compiler (XLA): ``"direct"``, ``"separable"`` or ``"fft"``
+    for the whole bank of kernels ``K`` ``(O, 1, h, w)`` at once, by :func:`choose_method`'s costs."""
+    h, w = int(K.shape[2]), int(K.shape[3])
+    taps = h * w
+    if adapter.corr2d_fft is not None and taps > adapter.FFT_PASSES:
+        return "fft"
+    if h + w < taps and outputs >= SEPARABLE_MIN_OUTPUT and adapter.is_constant(K):
+        from d2lconv.channel_methods import rank_one_bank
+
+        if rank_one_bank(adapter.to_numpy(K)) is not None:
+            return "separable"
+    return "direct"

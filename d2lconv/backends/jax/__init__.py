@@ -7,6 +7,11 @@ JAX computes in float32 unless 64-bit mode is on: a float64 input silently becom
 
 from __future__ import annotations
 
+from d2lconv.backends.jax.channels import (  # noqa: F401 (the adapter's names)
+    CHANNEL_AUTO,
+    corr2d_channels,
+    corr2d_channels_native,
+)
 from d2lconv.backends.jax.kernels import (  # noqa: F401 (the adapter's names)
     FFT_PASSES,
     NATIVE_BELOW,

@@ -6,6 +6,11 @@ which autograd refuses to record, so only the vectorised methods are differentia
 
 from __future__ import annotations
 
+from d2lconv.backends.mxnet.channels import (  # noqa: F401 (the adapter's names)
+    CHANNEL_AUTO,
+    corr2d_channels,
+    corr2d_channels_native,
+)
 from d2lconv.backends.mxnet.kernels import (  # noqa: F401 (the adapter's names)
     FFT_PASSES,
     NATIVE_BELOW,

@@ -9,6 +9,11 @@ through these methods.
 
 from __future__ import annotations
 
+from d2lconv.backends.tensorflow.channels import (  # noqa: F401 (the adapter's names)
+    CHANNEL_AUTO,
+    corr2d_channels,
+    corr2d_channels_native,
+)
 from d2lconv.backends.tensorflow.kernels import (  # noqa: F401 (the adapter's names)
     FFT_PASSES,
     NATIVE_BELOW,

@@ -7,6 +7,11 @@ NCHW layout, and the FFT path uses ``torch.fft``.
 
 from __future__ import annotations
 
+from d2lconv.backends.torch.channels import (  # noqa: F401 (the adapter's names)
+    CHANNEL_AUTO,
+    corr2d_channels,
+    corr2d_channels_native,
+)
 from d2lconv.backends.torch.kernels import (  # noqa: F401 (the adapter's names)
     FFT_PASSES,
     NATIVE_BELOW,

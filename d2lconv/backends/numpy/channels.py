@@ -1,0 +1,70 @@
+"""NumPy over channels: d2lconv's methods for ``corr2d_multi_in_out`` and ``auto``'s numbers for them.
+
+NumPy has no conv op (``corr2d_channels_native`` is None): contractions over channels go to BLAS through
+``einsum``, single-channel kernels to ``corr2d``'s banded fast paths, one kernel at a time. NumPy has no
+autodiff either, so the gradients are the analytic adjoints (``channel_methods.kernel_gradient`` and
+``input_gradient``), used by ``Conv2D``'s backward and ``d2lconv.gradients``.
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from d2lconv import channel_methods
+from d2lconv._auto import ChannelAuto
+from d2lconv.backends.numpy import tensors
+from d2lconv.backends.numpy.kernels import _fft_module
+
+# No conv op to choose. From 7x7 up, the FFT over channels beat the per-tap matrix products (measured with
+# 16 -> 16 channels at 64x64: see benchmarks/RESULTS_CHANNELS.md).
+CHANNEL_AUTO = ChannelAuto(native_from=None, fft_from_taps=49)
+
+corr2d_channels_native = None
+
+
+def corr2d_channels(X: np.ndarray, K: np.ndarray, stride: tuple[int, int], dilation: tuple[int, int], groups: int,
+                    method: str, factors: Any = None) -> np.ndarray:
+    """d2lconv's ``method`` (``"direct"``, ``"separable"``, ``"fft"`` or ``"per_kernel"``) on a padded,
+    channels-first ``X``."""
+    if method == "per_kernel":
+        from d2lconv._channels import per_kernel
+
+        return per_kernel(sys.modules[__package__], X, K, stride, dilation, groups)
+    if method == "separable":
+        return channel_methods.separable(tensors, X, *factors, stride, dilation, groups)
+    if method == "fft":
+        return _fft(X, K, stride, dilation, groups)
+    return channel_methods.direct(tensors, X, K, stride, dilation, groups)
+
+
+_fft = partial(channel_methods.fft, tensors, rfft2=lambda x, s: _fft_module().rfft2(x, s),
+               irfft2=lambda x, s: _fft_module().irfft2(x, s), conj=np.conj)
+
+
+def channels_vjp(X: np.ndarray, K: np.ndarray, G: np.ndarray, *, groups: int = 1, method: str = "auto",
+                 padding: Any = 0, stride: Any = 1, dilation: Any = 1,
+                 data_format: str = "channels_first") -> tuple[np.ndarray, np.ndarray]:
+    """Gradients of ``sum(G * corr2d_multi_in_out(X, K, ...))``: the analytic adjoints (NumPy has no autodiff)."""
+    from d2lconv._channels import correlate_channels
+    from d2lconv._inputs import dilation_pair, pad_amounts, pair
+    from d2lconv.methods import dilated_shape
+
+    # the forward pass, as autodiff would run it (and with its errors)
+    correlate_channels(sys.modules[__package__], X, K, groups=groups, method=method, padding=padding, stride=stride,
+                       dilation=dilation, data_format=data_format)
+    strides, dilations = pair(stride, "stride", minimum=1), dilation_pair(dilation)
+    last = data_format == "channels_last"
+    if last:
+        X, G = np.moveaxis(X, -1, -3), np.moveaxis(G, -1, -3)
+    H, W = X.shape[-2:]
+    rows, cols = pad_amounts(padding, (H, W), dilated_shape(K.shape[-2:], dilations), strides)
+    padded = tensors.pad(X, rows, cols)
+    G = G.astype(X.dtype, copy=False)
+    dK = channel_methods.kernel_gradient(padded, G, K.shape[-2:], strides, dilations, groups)
+    dX = channel_methods.input_gradient(G, K.astype(X.dtype, copy=False), padded.shape, strides, dilations, groups)
+    dX = dX[..., rows[0]:rows[0] + H, cols[0]:cols[0] + W]
+    return (np.moveaxis(dX, -3, -1) if last else dX), dK.astype(K.dtype, copy=False)

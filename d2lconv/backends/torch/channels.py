@@ -1,0 +1,60 @@
+"""PyTorch over channels: ``F.conv2d`` as ``method="native"``, d2lconv's methods, and ``auto``'s numbers.
+
+``F.conv2d`` (oneDNN on the CPU) is fast with many channels and for depthwise convolutions, and slow with one
+input channel: a filter bank of six 3x3 kernels on one 2048x2048 image took it ~0.45 s, six of ``corr2d``'s
+banded sums of shifted slices ~0.03 s. So ``auto`` sends one input channel per group through ``corr2d``'s
+own choice per kernel, and everything else to ``F.conv2d`` (benchmarks/RESULTS_CHANNELS.md).
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import partial
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from d2lconv import channel_methods
+from d2lconv._auto import ChannelAuto
+from d2lconv.backends.torch import tensors
+
+CHANNEL_AUTO = ChannelAuto(native_from=2, native_depthwise=True, native_below=1 << 18)
+
+
+def corr2d_channels(X: torch.Tensor, K: torch.Tensor, stride: tuple[int, int], dilation: tuple[int, int],
+                    groups: int, method: str, factors: Any = None) -> torch.Tensor:
+    """d2lconv's ``method`` (``"direct"``, ``"separable"``, ``"fft"`` or ``"per_kernel"``) on a padded,
+    channels-first ``X``."""
+    if method == "per_kernel":
+        from d2lconv._channels import per_kernel
+
+        return per_kernel(sys.modules[__package__], X, K, stride, dilation, groups)
+    if method == "separable":
+        return channel_methods.separable(tensors, X, *factors, stride, dilation, groups)
+    if method == "fft":
+        return _fft(X, K, stride, dilation, groups)
+    return channel_methods.direct(tensors, X, K, stride, dilation, groups)
+
+
+_fft = partial(channel_methods.fft, tensors, rfft2=lambda x, s: torch.fft.rfft2(x, s),
+               irfft2=lambda x, s: torch.fft.irfft2(x, s), conj=torch.conj)
+
+
+def corr2d_channels_native(X: torch.Tensor, K: torch.Tensor, stride: tuple[int, int], dilation: tuple[int, int],
+                           groups: int, padding: tuple[tuple[int, int], tuple[int, int]],
+                           channels_last: bool) -> torch.Tensor:
+    """``F.conv2d`` on ``(N, C, H, W)``: leading axes flattened into N, channels-last input as a permuted view
+    (PyTorch's ``channels_last`` memory format, which oneDNN takes as it is)."""
+    lead = X.shape[:-3]
+    X = X.reshape(-1, *X.shape[-3:])
+    if channels_last:
+        X = X.permute(0, 3, 1, 2)
+    (top, bottom), (left, right) = padding
+    if top == bottom and left == right:
+        Y = F.conv2d(X, K, stride=stride, padding=(top, left), dilation=dilation, groups=groups)
+    else:
+        Y = F.conv2d(F.pad(X, (left, right, top, bottom)), K, stride=stride, dilation=dilation, groups=groups)
+    if channels_last:
+        Y = Y.permute(0, 2, 3, 1)
+    return Y.reshape(*lead, *Y.shape[1:])
