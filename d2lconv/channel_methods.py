@@ -87,7 +87,7 @@ def rank_one_bank(K: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
 def separable(ops: Any, X: Any, columns: Any, rows_: Any, stride: tuple[int, int] = ONE,
               dilation: tuple[int, int] = ONE, groups: int = 1) -> Any:
     """``C // groups == 1`` with rank-one kernels ``outer(columns[o], rows_[o])``: a row pass, then a column pass."""
-    lead, (C, H, W) = tuple(X.shape[:-3]), tuple(X.shape[-3:])
+    lead, (H, W) = tuple(X.shape[:-3]), tuple(X.shape[-2:])
     (O, h), w = tuple(columns.shape), rows_.shape[1]
     Og, (s_h, s_w), (d_h, d_w) = O // groups, stride, dilation
     out_h, out_w = methods.valid_shape((H, W), (h, w), stride, dilation)

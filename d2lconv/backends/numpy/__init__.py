@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from d2lconv.backends.numpy.channels import (  # noqa: F401 (the adapter's names)
     CHANNEL_AUTO,
+    channels_vjp,
     corr2d_channels,
     corr2d_channels_native,
-    channels_vjp,
 )
 from d2lconv.backends.numpy.kernels import (  # noqa: F401 (the adapter's names)
     FFT_PASSES,
