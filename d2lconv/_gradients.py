@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,28 @@ def corr2d_gradients(
     G = adapter.cast(G, adapter.dtype_of(X)) if adapter.dtype_of(G) != adapter.dtype_of(X) else G
     dX, dK = adapter.corr2d_vjp(X, K, G, method=method, padding=padding, stride=pair(stride, "stride", minimum=1),
                                 dilation=dilations)
+    return to_numpy(dX), to_numpy(dK)
+
+
+def gradients(function: Callable[..., Any], X: Any, K: Any, grad_output: Any,
+              **options: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(dX, dK)``: the gradients of ``sum(grad_output * function(X, K, **options))``, by the framework's autodiff.
+
+    ``function`` is one of d2lconv's functions of an input and a kernel (:func:`~d2lconv.corr2d`,
+    ``convolve2d``, ``corr2d_multi_in``, ``corr2d_multi_in_out``, ``corr2d_multi_in_out_1x1``) or, on the
+    frameworks with autodiff, any function of two tensors built from them; ``options`` are its keyword
+    arguments: ``gradients(dc.corr2d_multi_in_out, X, K, G, groups=2, stride=2)``. On NumPy, which has no
+    autodiff, they are the analytic adjoints of d2lconv's own functions.
+    """
+    adapter = active_adapter()
+    X, K = as_tensor(adapter, X, "X"), as_tensor(adapter, K, "K")
+    Y = function(X, K, **options)  # the forward pass first: its shape, and its errors for bad input
+    G = as_tensor(adapter, grad_output, "grad_output")
+    if tuple(G.shape) != tuple(Y.shape):
+        name = getattr(function, "__name__", "function")
+        raise ValueError(f"grad_output has shape {tuple(G.shape)} but {name} gives {tuple(Y.shape)}")
+    G = adapter.cast(G, adapter.dtype_of(Y)) if adapter.dtype_of(G) != adapter.dtype_of(Y) else G
+    dX, dK = adapter.vjp(function, X, K, G, options)
     return to_numpy(dX), to_numpy(dK)
 
 

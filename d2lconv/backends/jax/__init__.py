@@ -29,6 +29,7 @@ from d2lconv.backends.jax.tab import (  # noqa: F401 (the adapter's names)
     layer_parameters,
     layer_vjp,
     make_trainer,
+    vjp,
 )
 from d2lconv.backends.jax.tensors import (  # noqa: F401 (the adapter's names)
     cast,

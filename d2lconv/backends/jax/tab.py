@@ -142,14 +142,18 @@ def make_trainer(X: jax.Array, Y: jax.Array, kernel_size: tuple[int, int], *, la
     return _Trainer(conv2d, params, X, Y, lr, kernel_size, kernel_name)
 
 
+def vjp(function: Any, X: jax.Array, K: jax.Array, G: jax.Array,
+        options: dict[str, Any]) -> tuple[jax.Array, jax.Array]:
+    """Gradients of ``sum(G * function(X, K, **options))`` in ``X`` and ``K``, by ``jax.vjp``."""
+    _, pullback = jax.vjp(lambda X, K: function(X, K, **options), X, K)
+    return pullback(G)
+
+
 def corr2d_vjp(X: jax.Array, K: jax.Array, G: jax.Array, *, method: str, padding: Any,
                stride: tuple[int, int], dilation: tuple[int, int] = (1, 1)) -> tuple[jax.Array, jax.Array]:
     """Gradients of ``sum(G * corr2d(X, K))`` by ``jax.vjp`` (``"separable"`` refuses a traced kernel)."""
-    def forward(X: jax.Array, K: jax.Array) -> jax.Array:
-        return correlate(_this, X, K, method=method, padding=padding, stride=stride, dilation=dilation)
-
-    _, pullback = jax.vjp(forward, X, K)
-    return pullback(G)
+    options = {"method": method, "padding": padding, "stride": stride, "dilation": dilation}
+    return vjp(partial(correlate, _this), X, K, G, options)
 
 
 def layer_vjp(layer: Conv2DModule, x: jax.Array, G: jax.Array) -> dict[str, jax.Array]:

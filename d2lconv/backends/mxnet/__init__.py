@@ -28,6 +28,7 @@ from d2lconv.backends.mxnet.tab import (  # noqa: F401 (the adapter's names)
     layer_parameters,
     layer_vjp,
     make_trainer,
+    vjp,
 )
 from d2lconv.backends.mxnet.tensors import (  # noqa: F401 (the adapter's names)
     cast,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import mxnet as mx
@@ -114,17 +115,18 @@ def make_trainer(X: np.ndarray, Y: np.ndarray, kernel_size: tuple[int, int], *, 
     return _Trainer(X, Y, conv2d, lr)
 
 
-def corr2d_vjp(X: np.ndarray, K: np.ndarray, G: np.ndarray, *, method: str, padding: Any,
-               stride: tuple[int, int], dilation: tuple[int, int] = (1, 1)) -> tuple[np.ndarray, np.ndarray]:
-    """Gradients of ``sum(G * corr2d(X, K))`` by ``autograd``; the book's loop cannot be recorded."""
+def vjp(function: Any, X: np.ndarray, K: np.ndarray, G: np.ndarray,
+        options: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Gradients of ``sum(G * function(X, K, **options))`` in ``X`` and ``K``, by ``autograd``; the book's loop
+    cannot be recorded."""
     X, K = X.copy(), K.copy()  # attach_grad on copies, so the caller's arrays stay constant
     X.attach_grad()
     K.attach_grad()
     try:
         with autograd.record():
-            Y = correlate(_this, X, K, method=method, padding=padding, stride=stride, dilation=dilation)
+            Y = function(X, K, **options)
     except mx.MXNetError as error:
-        if method != "loop":
+        if options.get("method") != "loop":
             raise
         raise ValueError(
             "method='loop' is not differentiable on MXNet: the book's corr2d writes its output in place "
@@ -132,6 +134,13 @@ def corr2d_vjp(X: np.ndarray, K: np.ndarray, G: np.ndarray, *, method: str, padd
         ) from error
     Y.backward(G.astype(Y.dtype, copy=False))
     return X.grad, K.grad
+
+
+def corr2d_vjp(X: np.ndarray, K: np.ndarray, G: np.ndarray, *, method: str, padding: Any,
+               stride: tuple[int, int], dilation: tuple[int, int] = (1, 1)) -> tuple[np.ndarray, np.ndarray]:
+    """Gradients of ``sum(G * corr2d(X, K))`` by ``autograd``; the book's loop cannot be recorded."""
+    options = {"method": method, "padding": padding, "stride": stride, "dilation": dilation}
+    return vjp(partial(correlate, _this), X, K, G, options)
 
 
 def layer_vjp(layer: Conv2D, x: np.ndarray, G: np.ndarray) -> dict[str, np.ndarray]:

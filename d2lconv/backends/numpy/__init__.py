@@ -12,6 +12,7 @@ from d2lconv.backends.numpy.channels import (  # noqa: F401 (the adapter's names
     channels_vjp,
     corr2d_channels,
     corr2d_channels_native,
+    vjp,
 )
 from d2lconv.backends.numpy.kernels import (  # noqa: F401 (the adapter's names)
     FFT_PASSES,

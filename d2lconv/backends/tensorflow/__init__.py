@@ -35,6 +35,7 @@ from d2lconv.backends.tensorflow.tab import (  # noqa: F401 (the adapter's names
     layer_parameters,
     layer_vjp,
     make_trainer,
+    vjp,
 )
 from d2lconv.backends.tensorflow.tensors import (  # noqa: F401 (the adapter's names)
     cast,

@@ -64,6 +64,19 @@ def corr2d_channels(X: Any, K: Any, stride: tuple[int, int], dilation: tuple[int
     return _direct(X, K, stride, dilation, groups)
 
 
+def _nhwc_convolution(X: tf.Tensor, K: tf.Tensor, stride: tuple[int, int], dilation: tuple[int, int],
+                      padding: tuple[tuple[int, int], tuple[int, int]]) -> tf.Tensor:
+    """``tf.nn.conv2d`` on NHWC and HWIO. A dilated kernel goes through ``tf.nn.convolution`` instead, whose
+    gradient exists on the CPU (``conv2d``'s backward refuses dilations there), with the stride taken after
+    (it refuses a stride beside a dilation)."""
+    if dilation == (1, 1):
+        return tf.nn.conv2d(X, K, strides=(1, *stride, 1), padding=[(0, 0), padding[0], padding[1], (0, 0)])
+    if padding != ((0, 0), (0, 0)):
+        X = tf.pad(X, [(0, 0), padding[0], padding[1], (0, 0)])
+    Y = tf.nn.convolution(X, K, padding="VALID", dilations=dilation)
+    return Y if stride == (1, 1) else Y[:, ::stride[0], ::stride[1], :]
+
+
 def _native_graph(X: tf.Tensor, K: tf.Tensor, stride: tuple[int, int], dilation: tuple[int, int], groups: int,
                   padding: tuple[tuple[int, int], tuple[int, int]], channels_last: bool) -> tf.Tensor:
     """``tf.nn.conv2d`` on NHWC with an HWIO kernel (TensorFlow's layouts), leading axes flattened."""
@@ -71,8 +84,7 @@ def _native_graph(X: tf.Tensor, K: tf.Tensor, stride: tuple[int, int], dilation:
     X = tf.reshape(X, (-1, *X.shape[-3:]))
     if not channels_last:
         X = tf.transpose(X, (0, 2, 3, 1))
-    Y = tf.nn.conv2d(X, tf.transpose(K, (2, 3, 1, 0)), strides=(1, *stride, 1),
-                     padding=[(0, 0), padding[0], padding[1], (0, 0)], dilations=(1, *dilation, 1))
+    Y = _nhwc_convolution(X, tf.transpose(K, (2, 3, 1, 0)), stride, dilation, padding)
     if not channels_last:
         Y = tf.transpose(Y, (0, 3, 1, 2))
     return tf.reshape(Y, (*lead, *Y.shape[1:]))

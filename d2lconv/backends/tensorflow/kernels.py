@@ -149,8 +149,11 @@ _fft = _per_shape(_rfft_corr2d_any, jit_compile=True)
 def _nhwc_conv2d(X: tf.Tensor, K: tf.Tensor, stride: tuple[int, int], dilation: tuple[int, int]) -> tf.Tensor:
     """``tf.nn.conv2d`` in the tab's NHWC layout: the planes as examples, one input and one output channel."""
     lead, (H, W) = tuple(X.shape[:-2]), tuple(X.shape[-2:])
-    Y = tf.nn.conv2d(tf.reshape(X, (-1, H, W, 1)), K[:, :, None, None], strides=(1, *stride, 1), padding="VALID",
-                     dilations=(1, *dilation, 1))
+    X, K = tf.reshape(X, (-1, H, W, 1)), K[:, :, None, None]
+    if dilation == ONE:
+        Y = tf.nn.conv2d(X, K, strides=(1, *stride, 1), padding="VALID")
+    else:  # conv2d's backward refuses dilations on the CPU; convolution's works (and refuses a stride beside them)
+        Y = tf.nn.convolution(X, K, padding="VALID", dilations=dilation)[:, ::stride[0], ::stride[1]]
     return tf.reshape(Y, lead + tuple(Y.shape[1:3]))
 
 

@@ -6,6 +6,7 @@ The fast methods live in ``kernels.py`` beside this file; this module reads like
 from __future__ import annotations
 
 import sys
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -149,9 +150,9 @@ def make_trainer(X: tf.Tensor, Y: tf.Tensor, kernel_size: tuple[int, int], *, la
     return _Trainer(X, Y, conv2d, lr, kernel_size)
 
 
-def corr2d_vjp(X: Any, K: Any, G: Any, *, method: str, padding: Any,
-               stride: tuple[int, int], dilation: tuple[int, int] = (1, 1)) -> tuple[tf.Tensor, tf.Tensor]:
-    """Gradients of ``sum(G * corr2d(X, K))`` by ``tf.GradientTape``."""
+def vjp(function: Any, X: Any, K: Any, G: Any, options: dict[str, Any]) -> tuple[tf.Tensor, tf.Tensor]:
+    """Gradients of ``sum(G * function(X, K, **options))`` in ``X`` and ``K``, by ``tf.GradientTape``."""
+    method = options.get("method", "auto")
     if method == "loop":
         raise ValueError(
             "method='loop' is not differentiable on TensorFlow: the book's corr2d writes its output with "
@@ -161,12 +162,19 @@ def corr2d_vjp(X: Any, K: Any, G: Any, *, method: str, padding: Any,
     X, K = _tensor(X), _tensor(K)
     with tf.GradientTape() as tape:
         tape.watch([X, K])
-        Y = correlate(_this, X, K, method=method, padding=padding, stride=stride, dilation=dilation)
+        Y = function(X, K, **options)
         loss = tf.reduce_sum(tf.cast(_tensor(G), Y.dtype) * Y)
     dX, dK = tape.gradient(loss, [X, K])
     if dX is None or dK is None:
         raise ValueError(f"method={method!r} gave no gradient on TensorFlow (an operation the tape cannot record)")
     return dX, dK
+
+
+def corr2d_vjp(X: Any, K: Any, G: Any, *, method: str, padding: Any,
+               stride: tuple[int, int], dilation: tuple[int, int] = (1, 1)) -> tuple[tf.Tensor, tf.Tensor]:
+    """Gradients of ``sum(G * corr2d(X, K))`` by ``tf.GradientTape``."""
+    options = {"method": method, "padding": padding, "stride": stride, "dilation": dilation}
+    return vjp(partial(correlate, _this), X, K, G, options)
 
 
 def layer_vjp(layer: Conv2D, x: Any, G: Any) -> dict[str, tf.Tensor]:

@@ -6,6 +6,7 @@ The fast methods live in ``kernels.py`` beside this file; this module reads like
 from __future__ import annotations
 
 import sys
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -100,14 +101,21 @@ def make_trainer(X: torch.Tensor, Y: torch.Tensor, kernel_size: tuple[int, int],
     return _Trainer(X, Y, conv2d, kernel_size, lr)
 
 
+def vjp(function: Any, X: torch.Tensor, K: torch.Tensor, G: torch.Tensor,
+        options: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients of ``sum(G * function(X, K, **options))`` in ``X`` and ``K``, by autograd."""
+    X = X.detach().requires_grad_()
+    K = K.detach().requires_grad_()
+    Y = function(X, K, **options)
+    dX, dK = torch.autograd.grad(Y, (X, K), G.to(Y.dtype))
+    return dX, dK
+
+
 def corr2d_vjp(X: torch.Tensor, K: torch.Tensor, G: torch.Tensor, *, method: str, padding: Any,
                stride: tuple[int, int], dilation: tuple[int, int] = (1, 1)) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradients of ``sum(G * corr2d(X, K))`` by autograd, through the common ``correlate``."""
-    X = X.detach().requires_grad_()
-    K = K.detach().requires_grad_()
-    Y = correlate(_this, X, K, method=method, padding=padding, stride=stride, dilation=dilation)
-    dX, dK = torch.autograd.grad(Y, (X, K), G.to(Y.dtype))
-    return dX, dK
+    options = {"method": method, "padding": padding, "stride": stride, "dilation": dilation}
+    return vjp(partial(correlate, _this), X, K, G, options)
 
 
 def layer_vjp(layer: Conv2D, x: torch.Tensor, G: torch.Tensor) -> dict[str, torch.Tensor]:
