@@ -17,6 +17,7 @@ from jax import lax
 from jax import numpy as jnp
 
 from d2lconv._corr import correlate
+from d2lconv._layers import Correlation
 
 # The adapter package this tab belongs to: the common API is called with it (``correlate(_this, ...)``).
 _this = sys.modules[__package__]
@@ -40,23 +41,32 @@ class Conv2D(nn.Module):
     """The book's ``Conv2D``: ``corr2d(x, weight) + bias`` with Flax parameters ``weight`` and ``bias``.
 
     ``d2lconv.Conv2D`` returns it bound to initialised variables, so ``layer(x)`` and ``layer.weight`` work;
-    the unbound class (``Conv2DModule``) is the usual Flax module for ``init``/``apply``.
+    the unbound class (``Conv2DModule``) is the usual Flax module for ``init``/``apply``. With
+    ``channels=(in, out, groups)`` the weight is ``(out, in // groups, h, w)``, the bias ``(out,)``, and the
+    layer computes ``corr2d_multi_in_out(x, weight, groups=groups) + bias``.
     """
 
     kernel_size: tuple[int, int]
     use_bias: bool = True
     padding: Any = 0
     stride: tuple[int, int] = (1, 1)
+    dilation: tuple[int, int] = (1, 1)
+    channels: tuple[int, int, int] | None = None
+    data_format: str = "channels_first"
+
+    @property
+    def conv(self) -> Correlation:
+        return Correlation(self.kernel_size, self.channels, self.padding, self.stride, self.dilation, self.data_format)
 
     def setup(self) -> None:
         # The tab calls nn.param (not in flax.linen) with an uncalled initialiser and int shapes
         # float32 like the other backends' layers, also in 64-bit mode (a float64 input casts them up)
-        self.weight = self.param("weight", nn.initializers.uniform(), self.kernel_size, jnp.float32)
-        self.bias = self.param("bias", nn.initializers.zeros, (1,), jnp.float32) if self.use_bias else None
+        self.weight = self.param("weight", nn.initializers.uniform(), self.conv.weight_shape, jnp.float32)
+        self.bias = (self.param("bias", nn.initializers.zeros, self.conv.bias_shape, jnp.float32) if self.use_bias
+                     else None)
 
     def __call__(self, x: Any) -> jax.Array:  # the tab names it forward, which Flax never calls
-        Y = correlate(_this, x, self.weight, padding=self.padding, stride=self.stride)
-        return Y if self.bias is None else Y + self.bias
+        return self.conv(_this, x, self.weight, self.bias)  # corr2d(x, self.weight) + self.bias
 
 
 # The Flax class keeps its name (type(layer).__name__ == "Conv2D"); the contract's Conv2D below builds and binds it.
@@ -64,13 +74,18 @@ Conv2DModule = Conv2D
 
 
 def Conv2D(kernel_size: tuple[int, int], *, bias: bool = True, seed: int | None = None,  # noqa: F811
-           padding: Any = 0, stride: tuple[int, int] = (1, 1)) -> Conv2DModule:
+           padding: Any = 0, stride: tuple[int, int] = (1, 1), dilation: tuple[int, int] = (1, 1),
+           channels: tuple[int, int, int] | None = None, data_format: str = "channels_first") -> Conv2DModule:
     """A :class:`Conv2DModule` initialised from ``PRNGKey(seed)`` (a fresh key when None) and bound to it."""
     kernel_size = tuple(kernel_size)
     padding = tuple(padding) if isinstance(padding, list) else padding  # Flax module fields must be hashable
-    module = Conv2DModule(kernel_size, use_bias=bias, padding=padding, stride=tuple(stride))
+    module = Conv2DModule(kernel_size, use_bias=bias, padding=padding, stride=tuple(stride), dilation=tuple(dilation),
+                          channels=channels, data_format=data_format)
     key = jax.random.PRNGKey(secrets.randbits(32) if seed is None else seed)
-    variables = module.init(key, jnp.zeros(kernel_size, dtype=jnp.float32))
+    span = tuple((k - 1) * d + 1 for k, d in zip(kernel_size, dilation))  # an input the kernel fits
+    if channels is not None:
+        span = (*span, channels[0]) if data_format == "channels_last" else (channels[0], *span)
+    variables = module.init(key, jnp.zeros(span, dtype=jnp.float32))
     return module.bind(variables)
 
 

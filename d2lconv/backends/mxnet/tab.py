@@ -18,6 +18,7 @@ from mxnet.gluon import nn
 
 from d2lconv._corr import correlate
 from d2lconv._inputs import pair
+from d2lconv._layers import Correlation
 
 # The adapter package this tab belongs to: the common API is called with it (``correlate(_this, ...)``).
 _this = sys.modules[__package__]
@@ -52,22 +53,28 @@ def _seeded(seed: int | None) -> Iterator[None]:
 
 
 class Conv2D(nn.Block):
-    """The book's ``Conv2D`` as a Gluon ``Block``: ``corr2d(x, weight) + bias``, initialised on creation."""
+    """The book's ``Conv2D`` as a Gluon ``Block``: ``corr2d(x, weight) + bias``, initialised on creation.
+
+    With ``channels=(in, out, groups)`` the weight is ``(out, in // groups, h, w)``, the bias ``(out,)``, and
+    the layer computes ``corr2d_multi_in_out(x, weight, groups=groups) + bias``.
+    """
 
     def __init__(self, kernel_size: tuple[int, int], *, bias: bool = True, seed: int | None = None,
-                 padding: Any = 0, stride: Any = 1, **kwargs: Any) -> None:
+                 padding: Any = 0, stride: Any = 1, dilation: Any = (1, 1), channels: Any = None,
+                 data_format: str = "channels_first", **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.weight = self.params.get('weight', shape=kernel_size)
+        self.conv = Correlation(tuple(kernel_size), channels, padding, pair(stride, "stride", minimum=1),
+                                tuple(dilation), data_format)
+        self.weight = self.params.get('weight', shape=self.conv.weight_shape)
         # The tab's params.get('bias') would take the default Uniform initialiser; Gluon's own Conv2D and
         # the other tabs start the bias at zero.
-        self.bias = self.params.get('bias', shape=(1,), init=mx.init.Zero()) if bias else None
-        self.padding, self.stride = padding, pair(stride, "stride", minimum=1)
+        self.bias = self.params.get('bias', shape=self.conv.bias_shape, init=mx.init.Zero()) if bias else None
         with _seeded(seed):
             self.initialize()  # the default initialiser (Uniform(-0.07, 0.07)), so that layer(x) works at once
 
     def forward(self, x: Any) -> np.ndarray:
-        Y = correlate(_this, x, self.weight.data(), padding=self.padding, stride=self.stride)
-        return Y if self.bias is None else Y + self.bias.data()
+        bias = None if self.bias is None else self.bias.data()
+        return self.conv(_this, x, self.weight.data(), bias)  # corr2d(x, self.weight) + self.bias
 
 
 def _parameters(layer: Conv2D) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from d2lconv.backends.tensorflow.kernels import _per_shape
 from d2lconv.backends.tensorflow.tensors import _tensor
 
 CHANNEL_AUTO = ChannelAuto(native_from=2, native_below=1 << 14)
+ONE = (1, 1)
 
 
 def _direct_graph(X: tf.Tensor, K: tf.Tensor, stride: tuple[int, int], dilation: tuple[int, int],
@@ -65,16 +66,30 @@ def corr2d_channels(X: Any, K: Any, stride: tuple[int, int], dilation: tuple[int
 
 
 def _nhwc_convolution(X: tf.Tensor, K: tf.Tensor, stride: tuple[int, int], dilation: tuple[int, int],
-                      padding: tuple[tuple[int, int], tuple[int, int]]) -> tf.Tensor:
-    """``tf.nn.conv2d`` on NHWC and HWIO. A dilated kernel goes through ``tf.nn.convolution`` instead, whose
-    gradient exists on the CPU (``conv2d``'s backward refuses dilations there), with the stride taken after
-    (it refuses a stride beside a dilation)."""
-    if dilation == (1, 1):
-        return tf.nn.conv2d(X, K, strides=(1, *stride, 1), padding=[(0, 0), padding[0], padding[1], (0, 0)])
+                      padding: tuple[tuple[int, int], tuple[int, int]], groups: int) -> tf.Tensor:
+    """TensorFlow's own ops on NHWC and HWIO, each where its CPU gradient exists.
+
+    ``tf.nn.conv2d`` runs grouped convolutions forward but has no CPU gradient for them, nor for a dilation:
+    depthwise kernels go to ``tf.nn.depthwise_conv2d``, other groups are split into one ``conv2d`` each, and a
+    dilated kernel goes through ``tf.nn.convolution`` (a dilation with a stride is refused, or warned
+    about, so the stride is taken after).
+    """
     if padding != ((0, 0), (0, 0)):
         X = tf.pad(X, [(0, 0), padding[0], padding[1], (0, 0)])
-    Y = tf.nn.convolution(X, K, padding="VALID", dilations=dilation)
-    return Y if stride == (1, 1) else Y[:, ::stride[0], ::stride[1], :]
+    dilated = dilation != (1, 1)
+    strides = (1, 1, 1, 1) if dilated else (1, *stride, 1)
+    h, w, per_group, out_channels = K.shape
+    if groups > 1 and per_group == 1:  # depthwise: the kernel as (h, w, C, multiplier), output c * m + j
+        Y = tf.nn.depthwise_conv2d(X, tf.reshape(K, (h, w, groups, out_channels // groups)), strides, "VALID",
+                                   dilations=dilation)
+    elif groups > 1:
+        Y = tf.concat([_nhwc_convolution(x, k, ONE if dilated else stride, dilation, ((0, 0), (0, 0)), 1)
+                       for x, k in zip(tf.split(X, groups, axis=3), tf.split(K, groups, axis=3))], axis=3)
+    elif dilated:
+        Y = tf.nn.convolution(X, K, padding="VALID", dilations=dilation)
+    else:
+        Y = tf.nn.conv2d(X, K, strides=strides, padding="VALID")
+    return Y[:, ::stride[0], ::stride[1], :] if dilated else Y
 
 
 def _native_graph(X: tf.Tensor, K: tf.Tensor, stride: tuple[int, int], dilation: tuple[int, int], groups: int,
@@ -84,7 +99,7 @@ def _native_graph(X: tf.Tensor, K: tf.Tensor, stride: tuple[int, int], dilation:
     X = tf.reshape(X, (-1, *X.shape[-3:]))
     if not channels_last:
         X = tf.transpose(X, (0, 2, 3, 1))
-    Y = _nhwc_convolution(X, tf.transpose(K, (2, 3, 1, 0)), stride, dilation, padding)
+    Y = _nhwc_convolution(X, tf.transpose(K, (2, 3, 1, 0)), stride, dilation, padding, groups)
     if not channels_last:
         Y = tf.transpose(Y, (0, 3, 1, 2))
     return tf.reshape(Y, (*lead, *Y.shape[1:]))

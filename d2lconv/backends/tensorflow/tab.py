@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from d2lconv._corr import correlate
 from d2lconv._inputs import as_tensor, framework_of, pair
+from d2lconv._layers import Correlation
 from d2lconv.backends.tensorflow.kernels import _compile
 from d2lconv.backends.tensorflow.tensors import _tensor, is_native, to_numpy
 
@@ -35,26 +36,32 @@ def corr2d_loop(X: Any, K: Any) -> tf.Tensor:
 
 
 class Conv2D(tf.keras.layers.Layer):
-    """The book's ``Conv2D`` as a Keras 3 layer: ``corr2d(x, weight) + bias`` on a 2-D input."""
+    """The book's ``Conv2D`` as a Keras 3 layer: ``corr2d(x, weight) + bias`` on a 2-D input.
+
+    With ``channels=(in, out, groups)`` the weight is ``(out, in // groups, h, w)``, the bias ``(out,)``, and
+    the layer computes ``corr2d_multi_in_out(x, weight, groups=groups) + bias``.
+    """
 
     # The tab's build(self, kernel_size) really receives the input shape (the weight became the size of
     # the image): kernel_size is taken here and the weights are made in build(input_shape).
     def __init__(self, kernel_size: tuple[int, int], *, bias: bool = True, seed: int | None = None,
-                 padding: Any = 0, stride: Any = 1, **kwargs: Any) -> None:
+                 padding: Any = 0, stride: Any = 1, dilation: Any = (1, 1), channels: Any = None,
+                 data_format: str = "channels_first", **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.kernel_size = tuple(kernel_size)
+        self.conv = Correlation(tuple(kernel_size), channels, padding, pair(stride, "stride", minimum=1),
+                                tuple(dilation), data_format)
+        self.kernel_size = self.conv.kernel_size
         self.use_bias, self.seed = bias, seed
-        self.padding, self.stride = padding, pair(stride, "stride", minimum=1)
         self.bias = None
 
     def build(self, input_shape: Any) -> None:
         # The tab's initialiser (random normal, stddev 0.05), seeded; the bias draws from the next seed,
         # since a seeded initialiser repeats its first numbers for every shape.
         initializer = tf.random_normal_initializer(seed=self.seed)
-        self.weight = self.add_weight(name="weight", shape=self.kernel_size, initializer=initializer)
+        self.weight = self.add_weight(name="weight", shape=self.conv.weight_shape, initializer=initializer)
         if self.use_bias:
             initializer = tf.random_normal_initializer(seed=None if self.seed is None else self.seed + 1)
-            self.bias = self.add_weight(name="bias", shape=(1,), initializer=initializer)
+            self.bias = self.add_weight(name="bias", shape=self.conv.bias_shape, initializer=initializer)
 
     def __call__(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
         if not is_native(inputs) and framework_of(inputs) in (None, "numpy"):
@@ -62,8 +69,7 @@ class Conv2D(tf.keras.layers.Layer):
         return super().__call__(inputs, *args, **kwargs)
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
-        Y = correlate(_this, inputs, self.weight, padding=self.padding, stride=self.stride)
-        return Y if self.bias is None else Y + self.bias
+        return self.conv(_this, inputs, self.weight, self.bias)  # corr2d(inputs, self.weight) + self.bias
 
 
 class TabConv2D(tf.keras.layers.Conv2D):

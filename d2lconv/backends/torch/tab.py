@@ -15,6 +15,7 @@ from torch import nn
 
 from d2lconv._corr import correlate
 from d2lconv._inputs import pair
+from d2lconv._layers import Correlation
 from d2lconv.backends.torch.tensors import to_numpy
 
 # The adapter package this tab belongs to: the common API is called with it (``correlate(_this, ...)``).
@@ -33,26 +34,30 @@ def corr2d_loop(X: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
 
 
 class Conv2D(nn.Module):
-    """The book's ``Conv2D``: ``corr2d(x, self.weight) + self.bias`` with ``weight`` from ``torch.rand``."""
+    """The book's ``Conv2D``: ``corr2d(x, self.weight) + self.bias`` with ``weight`` from ``torch.rand``.
+
+    With ``channels=(in, out, groups)`` the weight is ``(out, in // groups, h, w)``, the bias ``(out,)``, and
+    the layer computes ``corr2d_multi_in_out(x, self.weight, groups=groups) + self.bias``.
+    """
 
     def __init__(self, kernel_size: tuple[int, int], *, bias: bool = True, seed: int | None = None,
-                 padding: Any = 0, stride: Any = 1) -> None:
+                 padding: Any = 0, stride: Any = 1, dilation: Any = (1, 1), channels: Any = None,
+                 data_format: str = "channels_first") -> None:
         super().__init__()
+        self.conv = Correlation(tuple(kernel_size), channels, padding, pair(stride, "stride", minimum=1),
+                                tuple(dilation), data_format)
         generator = None if seed is None else torch.Generator().manual_seed(seed)
-        self.weight = nn.Parameter(torch.rand(kernel_size, generator=generator))
+        self.weight = nn.Parameter(torch.rand(self.conv.weight_shape, generator=generator))
         if bias:
-            self.bias = nn.Parameter(torch.zeros(1))
+            self.bias = nn.Parameter(torch.zeros(self.conv.bias_shape))
         else:
             self.register_parameter("bias", None)
-        self.padding, self.stride = padding, pair(stride, "stride", minimum=1)
 
     def extra_repr(self) -> str:
-        return (f"kernel_size={tuple(self.weight.shape)}, bias={self.bias is not None}, "
-                f"padding={self.padding!r}, stride={self.stride}")
+        return f"{self.conv.describe()}, bias={self.bias is not None}"
 
     def forward(self, x: Any) -> torch.Tensor:
-        Y = correlate(_this, x, self.weight, padding=self.padding, stride=self.stride)
-        return Y if self.bias is None else Y + self.bias
+        return self.conv(_this, x, self.weight, self.bias)  # corr2d(x, self.weight) + self.bias
 
 
 class _Trainer:
