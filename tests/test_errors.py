@@ -102,9 +102,20 @@ def test_bad_training_arguments(kwargs, error, pattern):
         dc.train_kernel(X, dc.corr2d(X, K), **kwargs)
 
 
-def test_training_data_must_be_2d():
-    with pytest.raises(ValueError, match=r"Y must be 2-D"):
+def test_training_data_shapes_are_checked():
+    with pytest.raises(ValueError, match=r"Y has shape \(1, 6, 7\) but a \(1, 2\) kernel on X of shape \(6, 8\) "
+                                         r"gives \(6, 7\)"):
         dc.train_kernel(np.ones((6, 8)), np.ones((1, 6, 7)))
+    with pytest.raises(ValueError, match=r"X must be \(height, width\) or a batch \(N, height, width\), got shape "
+                                         r"\(1, 1, 6, 8\) \(for channels, give in_channels and out_channels\)"):
+        dc.train_kernel(np.ones((1, 1, 6, 8)), np.ones((1, 1, 6, 7)))
+    with pytest.raises(ValueError, match=r"X has 2 channels but in_channels=3"):
+        dc.train_kernel(np.ones((4, 2, 6, 8)), np.ones((4, 1, 6, 7)), in_channels=3)
+    with pytest.raises(ValueError, match=r"Y has shape \(4, 1, 6, 7\) but a \(1, 2\) kernel with out_channels=2 on X "
+                                         r"of shape \(4, 2, 6, 8\) gives \(4, 2, 6, 7\)"):
+        dc.train_kernel(np.ones((4, 2, 6, 8)), np.ones((4, 1, 6, 7)), in_channels=2, out_channels=2)
+    with pytest.raises(ValueError, match=r"out_channels must be an int >= 1, got 0"):
+        dc.train_kernel(np.ones((4, 2, 6, 8)), np.ones((4, 1, 6, 7)), in_channels=2, out_channels=0)
 
 
 @pytest.mark.parametrize("kernel_size", [0, (2, -1), "3", None])

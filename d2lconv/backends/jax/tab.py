@@ -16,6 +16,7 @@ from flax import linen as nn
 from jax import lax
 from jax import numpy as jnp
 
+from d2lconv._channels import correlate_channels
 from d2lconv._corr import correlate
 from d2lconv._layers import Correlation
 
@@ -90,17 +91,23 @@ def Conv2D(kernel_size: tuple[int, int], *, bias: bool = True, seed: int | None 
 
 
 def _conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Any, padding: Any, **options: Any) -> Any:
-    """``lax.conv_general_dilated`` for ``nn.Conv``, through ``corr2d`` for one image with one channel.
+    """``lax.conv_general_dilated`` for ``nn.Conv``, through d2lconv for valid, undilated NHWC convolutions.
 
     XLA's CPU convolution takes about 8 ms on a 512x512 single-channel image; the jitted sum of shifted
     slices (or the FFT for large kernels) takes 0.2 ms, which makes the compiled training step over 10x
-    faster than the tab's eager loop instead of ~1.7x. Anything else goes to ``lax.conv_general_dilated``.
+    faster than the tab's eager loop instead of ~1.7x. One image with one channel goes to ``corr2d``;
+    batches and channels to ``corr2d_multi_in_out``, whose ``auto`` takes XLA's own op where it is the faster.
+    Anything else (padding, dilation, other layouts) goes to ``lax.conv_general_dilated``.
     """
     plain = all(tuple(options.get(name) or (1, 1)) == (1, 1) for name in ("lhs_dilation", "rhs_dilation"))
-    if (lhs.ndim == 4 and lhs.shape[0] == lhs.shape[3] == rhs.shape[2] == rhs.shape[3] == 1 and padding == "VALID"
-            and plain and options.get("feature_group_count", 1) == 1):
-        Y = correlate(_this, lhs[0, :, :, 0], rhs[:, :, 0, 0], stride=tuple(window_strides))
-        return Y[None, :, :, None]
+    nhwc = lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
+    if lhs.ndim == 4 and padding == "VALID" and plain and options.get("dimension_numbers") in (None, nhwc):
+        if lhs.shape[0] == lhs.shape[3] == rhs.shape[2] == rhs.shape[3] == 1:  # the tab's one image, one channel
+            Y = correlate(_this, lhs[0, :, :, 0], rhs[:, :, 0, 0], stride=tuple(window_strides))
+            return Y[None, :, :, None]
+        K = jnp.transpose(rhs, (3, 2, 0, 1))  # Flax's (h, w, in, out) as the book's (out, in, h, w)
+        return correlate_channels(_this, lhs, K, groups=options.get("feature_group_count", 1),
+                                  stride=tuple(window_strides), data_format="channels_last")
     return lax.conv_general_dilated(lhs, rhs, window_strides, padding, **options)
 
 
@@ -130,25 +137,33 @@ class _Trainer:
         self.params, l = _train_step(self.model, self.params, self.X, self.Y, self.lr)
         return float(l)
 
-    def parameters(self) -> tuple[np.ndarray, float | None]:
+    def parameters(self) -> tuple[np.ndarray, np.ndarray | None]:
         params = self.params["params"]
-        kernel = np.array(params[self.kernel_name]).reshape(self.kernel_size)  # (h, w, 1, 1) for nn.Conv
-        return kernel, (float(params["bias"][0]) if "bias" in params else None)
+        kernel = np.array(params[self.kernel_name])
+        if self.kernel_name == "kernel":
+            kernel = kernel.transpose(3, 2, 0, 1)  # nn.Conv's (h, w, in, out) as the book's (out, in, h, w)
+        return kernel, (np.array(params["bias"]) if "bias" in params else None)
 
 
 def make_trainer(X: jax.Array, Y: jax.Array, kernel_size: tuple[int, int], *, layer: str, bias: bool,
-                 init: str, seed: int | None, lr: float) -> _Trainer:
-    """``layer="builtin"``: the tab's ``nn.Conv`` on NHWC; ``"custom"``: this module's ``Conv2D``."""
+                 init: str, seed: int | None, lr: float, channels: tuple[int, int] | None = None) -> _Trainer:
+    """``layer="builtin"``: the tab's ``nn.Conv`` on NHWC; ``"custom"``: this module's ``Conv2D``;
+    ``channels=(in, out)`` learns an ``(out, in, h, w)`` kernel."""
     key = jax.random.PRNGKey(secrets.randbits(32) if seed is None else seed)
     if layer == "builtin":
         # The two-dimensional convolutional layer uses four-dimensional input and output in the format of
         # (example, height, width, channel), where the batch size and the number of channels are both 1
-        conv2d = nn.Conv(1, kernel_size=kernel_size, use_bias=bias, padding="VALID",
-                         conv_general_dilated=_conv_general_dilated)
-        X, Y = X.reshape((1, *X.shape, 1)), Y.reshape((1, *Y.shape, 1))
+        # (here a batch of images is the example axis, and channels the channel axis)
+        conv2d = nn.Conv(1 if channels is None else channels[1], kernel_size=kernel_size, use_bias=bias,
+                         padding="VALID", conv_general_dilated=_conv_general_dilated)
+        if channels is None:
+            X, Y = X.reshape((-1, *X.shape[-2:], 1)), Y.reshape((-1, *Y.shape[-2:], 1))
+        else:
+            X = jnp.moveaxis(X.reshape((-1, *X.shape[-3:])), 1, 3)
+            Y = jnp.moveaxis(Y.reshape((-1, *Y.shape[-3:])), 1, 3)
         kernel_name = "kernel"
     else:
-        conv2d = Conv2DModule(kernel_size, use_bias=bias)
+        conv2d = Conv2DModule(kernel_size, use_bias=bias, channels=None if channels is None else (*channels, 1))
         kernel_name = "weight"
     params = conv2d.init(key, X)
     params = jax.tree_util.tree_map(lambda p: p.astype(X.dtype), params)  # float64 data trains float64 weights

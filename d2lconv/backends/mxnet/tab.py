@@ -99,23 +99,26 @@ class _Trainer:
             param.data()[:] -= self.lr * param.grad()
         return float(l.sum())
 
-    def parameters(self) -> tuple[onp.ndarray, float | None]:
-        weight = self.conv2d.weight.data().asnumpy()
-        bias = None if self.conv2d.bias is None else float(self.conv2d.bias.data()[0])
-        return weight.reshape(weight.shape[-2:]), bias
+    def parameters(self) -> tuple[onp.ndarray, onp.ndarray | None]:
+        bias = None if self.conv2d.bias is None else self.conv2d.bias.data().asnumpy()
+        return self.conv2d.weight.data().asnumpy(), bias
 
 
 def make_trainer(X: np.ndarray, Y: np.ndarray, kernel_size: tuple[int, int], *, layer: str, bias: bool,
-                 init: str, seed: int | None, lr: float) -> _Trainer:
-    """``layer="builtin"`` trains Gluon's ``nn.Conv2D`` on NCHW data as the tab does; ``"custom"`` trains ``Conv2D``."""
+                 init: str, seed: int | None, lr: float, channels: tuple[int, int] | None = None) -> _Trainer:
+    """``layer="builtin"`` trains Gluon's ``nn.Conv2D`` on NCHW data as the tab does; ``"custom"`` trains ``Conv2D``;
+    ``channels=(in, out)`` learns an ``(out, in, h, w)`` kernel."""
+    in_channels, out_channels = channels or (1, 1)
     if layer == "builtin":
-        # in_channels=1 (the tab lets Gluon infer it on the first call) creates the weight now, under the seed
-        conv2d = nn.Conv2D(1, kernel_size=kernel_size, use_bias=bias, in_channels=1)
+        # in_channels (the tab lets Gluon infer it on the first call) creates the weight now, under the seed
+        conv2d = nn.Conv2D(out_channels, kernel_size=kernel_size, use_bias=bias, in_channels=in_channels)
         with _seeded(seed):
             conv2d.initialize(mx.init.Zero() if init == "zeros" else mx.init.Uniform())  # Uniform: the default
-        X, Y = X.reshape(1, 1, *X.shape), Y.reshape(1, 1, *Y.shape)
+        # The tab's X.reshape(1, 1, 6, 8): a batch of images is the example axis, a single image one example
+        X = X.reshape(-1, in_channels, *X.shape[-2:])
+        Y = Y.reshape(X.shape[0], out_channels, *Y.shape[-2:])
     else:
-        conv2d = Conv2D(kernel_size, bias=bias, seed=seed)
+        conv2d = Conv2D(kernel_size, bias=bias, seed=seed, channels=None if channels is None else (*channels, 1))
         if init == "zeros":
             conv2d.weight.data()[:] = 0
     conv2d.cast(X.dtype)

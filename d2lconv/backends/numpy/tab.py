@@ -97,15 +97,15 @@ class _Trainer:
             value -= self.lr * grads[name]
         return float(l.sum())
 
-    def parameters(self) -> tuple[np.ndarray, float | None]:
-        bias = None if self.layer.bias is None else float(self.layer.bias[0])
-        return self.layer.weight.copy(), bias
+    def parameters(self) -> tuple[np.ndarray, np.ndarray | None]:
+        return self.layer.weight.copy(), None if self.layer.bias is None else self.layer.bias.copy()
 
 
 def make_trainer(X: np.ndarray, Y: np.ndarray, kernel_size: tuple[int, int], *, layer: str, bias: bool,
-                 init: str, seed: int | None, lr: float) -> _Trainer:
-    """NumPy has no built-in conv layer: both ``layer="builtin"`` and ``"custom"`` train ``Conv2D``."""
-    conv2d = Conv2D(kernel_size, bias=bias, seed=seed)
+                 init: str, seed: int | None, lr: float, channels: tuple[int, int] | None = None) -> _Trainer:
+    """NumPy has no built-in conv layer: both ``layer="builtin"`` and ``"custom"`` train ``Conv2D``
+    (with ``channels=(in, out)``, its multi-channel form)."""
+    conv2d = Conv2D(kernel_size, bias=bias, seed=seed, channels=None if channels is None else (*channels, 1))
     conv2d.weight = conv2d.weight.astype(X.dtype)
     if init == "zeros":
         conv2d.weight[...] = 0

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from d2lconv._channels import correlate_channels
 from d2lconv._corr import correlate
 from d2lconv._inputs import as_tensor, framework_of, pair
 from d2lconv._layers import Correlation
@@ -73,23 +74,27 @@ class Conv2D(tf.keras.layers.Layer):
 
 
 class TabConv2D(tf.keras.layers.Conv2D):
-    """The tab's ``tf.keras.layers.Conv2D`` (same variables, initialisers and config), convolving through corr2d.
+    """The tab's ``tf.keras.layers.Conv2D`` (same variables, initialisers and config), convolving through d2lconv.
 
     Keras 3 routes the layer's convolution through ``convolution_op``; on one image with one channel
-    ``tf.nn.conv2d`` took ~25 ms per 512x512 forward, corr2d's fused sum of shifted slices ~0.5 ms.
-    Anything else (batches, channels, padding, dilation, groups) goes to Keras's own op.
+    ``tf.nn.conv2d`` took ~25 ms per 512x512 forward, corr2d's fused sum of shifted slices ~0.5 ms. Valid,
+    undilated convolutions of batches and channels go to ``corr2d_multi_in_out``, whose ``auto`` takes
+    TensorFlow's own op where it is the faster; anything else (padding, dilation) goes to Keras's own op.
     """
 
     def convolution_op(self, inputs: Any, kernel: Any) -> tf.Tensor:
         shape = tuple(inputs.shape)
-        if (isinstance(inputs, tf.Tensor) and len(shape) == 4 and None not in shape and shape[0] == shape[3] == 1
-                and tuple(kernel.shape[2:]) == (1, 1) and self.padding == "valid"
-                and self.data_format == "channels_last" and tuple(self.dilation_rate) == (1, 1) and self.groups == 1):
+        if not (isinstance(inputs, tf.Tensor) and len(shape) == 4 and None not in shape and self.padding == "valid"
+                and self.data_format == "channels_last" and tuple(self.dilation_rate) == (1, 1)):
+            return super().convolution_op(inputs, kernel)
+        if shape[0] == shape[3] == 1 and tuple(kernel.shape[2:]) == (1, 1):  # the tab's one image, one channel
             # squeeze and expand_dims: eager reshapes to a Python shape cost ~3x more (the book's data is tiny)
             X, K = tf.squeeze(inputs, [0, 3]), tf.squeeze(_tensor(kernel), [2, 3])
             Y = correlate(_this, X, K, stride=tuple(self.strides))
             return tf.expand_dims(tf.expand_dims(Y, 0), 3)
-        return super().convolution_op(inputs, kernel)
+        K = tf.transpose(_tensor(kernel), (3, 2, 0, 1))  # Keras's (h, w, in, out) as the book's (out, in, h, w)
+        return correlate_channels(_this, inputs, K, groups=self.groups, stride=tuple(self.strides),
+                                  data_format="channels_last")
 
 
 # Tracing the step costs ~0.1 s, more than the book's whole 10-epoch example takes eagerly (~3 ms an epoch):
@@ -131,24 +136,33 @@ class _Trainer:
         self.epochs += 1
         return float(loss)
 
-    def parameters(self) -> tuple[np.ndarray, float | None]:
+    def parameters(self) -> tuple[np.ndarray, np.ndarray | None]:
         kernel, *bias = (to_numpy(weight) for weight in self.conv2d.trainable_variables)
-        return kernel.reshape(self.kernel_size), float(bias[0][0]) if bias else None
+        if isinstance(self.conv2d, TabConv2D):
+            kernel = kernel.transpose(3, 2, 0, 1)  # Keras's (h, w, in, out) as the book's (out, in, h, w)
+        return kernel, bias[0] if bias else None
 
 
 def make_trainer(X: tf.Tensor, Y: tf.Tensor, kernel_size: tuple[int, int], *, layer: str, bias: bool,
-                 init: str, seed: int | None, lr: float) -> _Trainer:
-    """The tab's ``tf.keras.layers.Conv2D`` on NHWC tensors (``layer="builtin"``) or this ``Conv2D``."""
+                 init: str, seed: int | None, lr: float, channels: tuple[int, int] | None = None) -> _Trainer:
+    """The tab's ``tf.keras.layers.Conv2D`` on NHWC tensors (``layer="builtin"``) or this ``Conv2D``;
+    ``channels=(in, out)`` learns an ``(out, in, h, w)`` kernel."""
     X, Y = _tensor(X), _tensor(Y)
     dtype = X.dtype.name
     if layer == "builtin":
         initializer = "zeros" if init == "zeros" else tf.keras.initializers.GlorotUniform(seed=seed)
-        conv2d = TabConv2D(1, kernel_size, use_bias=bias, kernel_initializer=initializer, dtype=dtype)
+        conv2d = TabConv2D(1 if channels is None else channels[1], kernel_size, use_bias=bias,
+                           kernel_initializer=initializer, dtype=dtype)
         # The layer uses four-dimensional input and output in the format of (example, height, width, channel)
-        X = tf.reshape(X, (1, *X.shape, 1))
-        Y = tf.reshape(Y, (1, *Y.shape, 1))
+        if channels is None:  # the tab's tf.reshape(X, (1, 6, 8, 1)); a batch of images is the example axis
+            X = tf.reshape(X, (-1, *X.shape[-2:], 1))
+            Y = tf.reshape(Y, (-1, *Y.shape[-2:], 1))
+        else:
+            X = tf.transpose(tf.reshape(X, (-1, *X.shape[-3:])), (0, 2, 3, 1))
+            Y = tf.transpose(tf.reshape(Y, (-1, *Y.shape[-3:])), (0, 2, 3, 1))
     else:
-        conv2d = Conv2D(kernel_size, bias=bias, seed=seed, dtype=dtype)
+        conv2d = Conv2D(kernel_size, bias=bias, seed=seed, dtype=dtype,
+                        channels=None if channels is None else (*channels, 1))
     conv2d.build(X.shape)
     if init == "zeros":
         for weight in conv2d.trainable_variables:

@@ -80,25 +80,30 @@ class _Trainer:
             conv2d.bias.data[:] -= lr * conv2d.bias.grad
         return loss.item()
 
-    def parameters(self) -> tuple[np.ndarray, float | None]:
-        kernel = to_numpy(self.conv2d.weight).reshape(self.kernel_size).copy()
-        return kernel, None if self.conv2d.bias is None else self.conv2d.bias.item()
+    def parameters(self) -> tuple[np.ndarray, np.ndarray | None]:
+        kernel = to_numpy(self.conv2d.weight).copy()
+        return kernel, None if self.conv2d.bias is None else to_numpy(self.conv2d.bias).copy()
 
 
 def make_trainer(X: torch.Tensor, Y: torch.Tensor, kernel_size: tuple[int, int], *, layer: str, bias: bool,
-                 init: str, seed: int | None, lr: float) -> _Trainer:
-    """``nn.LazyConv2d`` on (1, 1, height, width) tensors as the tab trains it, or this module's ``Conv2D``."""
+                 init: str, seed: int | None, lr: float, channels: tuple[int, int] | None = None) -> _Trainer:
+    """``nn.LazyConv2d`` on (example, channel, height, width) tensors as the tab trains it, or this module's
+    ``Conv2D``; ``channels=(in, out)`` learns an ``(out, in, h, w)`` kernel."""
     if layer == "builtin":
         # The tab's layer makes float32 weights; dtype=X.dtype lets a float64 X train too.
-        conv2d = nn.LazyConv2d(1, kernel_size=kernel_size, bias=bias, dtype=X.dtype)
-        X = X.reshape((1, 1, *X.shape))
-        Y = Y.reshape((1, 1, *Y.shape))
+        conv2d = nn.LazyConv2d(1 if channels is None else channels[1], kernel_size=kernel_size, bias=bias,
+                               dtype=X.dtype)
+        # The tab's X.reshape((1, 1, 6, 8)): a batch of images is the example axis, a single image one example
+        shape = (-1, 1, *X.shape[-2:]) if channels is None else (-1, *X.shape[-3:])
+        X = X.reshape(shape)
+        Y = Y.reshape((X.shape[0], -1, *Y.shape[-2:]))
         with torch.random.fork_rng(devices=[], enabled=seed is not None), torch.no_grad():
             if seed is not None:
                 torch.manual_seed(seed)  # only inside the fork: the user's global RNG is left as it was
             conv2d(X)  # a lazy layer makes (and initialises) its weights on its first call
     else:
-        conv2d = Conv2D(kernel_size, bias=bias, seed=seed).to(X.dtype)
+        conv2d = Conv2D(kernel_size, bias=bias, seed=seed,
+                        channels=None if channels is None else (*channels, 1)).to(X.dtype)
     if init == "zeros":
         with torch.no_grad():
             for param in conv2d.parameters():
