@@ -9,8 +9,10 @@ One process times one backend (``D2LCONV_BACKEND`` or ``--backend``) on the shap
 - ``bank6``: a bank of 6 random 3x3 kernels on one 2048x2048 image (one input channel, six outputs);
 - ``bank6-named``: the same with the named 3x3 kernels sobel-x, sobel-y, laplacian, box, prewitt-x, prewitt-y.
 
-Columns: ``d2l.auto`` and each method through d2lconv (``d2l.native`` is the framework op through d2lconv's
-checks and layout), and ``fw-op``: the framework's own op called directly on inputs already in its own layout
+Columns: ``d2l.auto`` and each method through d2lconv, on data in the framework's own layout (``data_format=
+"channels_last"`` on TensorFlow and JAX, channels first elsewhere; ``d2l.native`` is the framework op through
+d2lconv's checks), ``d2l.auto-other``: ``auto`` on the other layout, and ``fw-op``: the framework's own op called
+directly on inputs already in its own layout
 (``F.conv2d`` on NCHW; ``tf.nn.conv2d`` on NHWC in a ``tf.function``, ``tf.nn.depthwise_conv2d`` for the
 depthwise cases, as Keras's layers use them; ``lax.conv_general_dilated`` under ``jax.jit`` on NHWC, Flax's
 layout; ``npx.convolution`` on NCHW; none on NumPy). Every result is checked against a float64 reference.
@@ -60,7 +62,7 @@ SHAPES = (
     Shape("bank6-named", (1, 1, 2048, 2048), (6, 1, 3, 3), named=True),
 )
 METHODS = ("auto", "direct", "separable", "fft", "native")
-COLUMNS = tuple(f"d2l.{m}" for m in METHODS) + ("fw-op",)
+COLUMNS = tuple(f"d2l.{m}" for m in METHODS) + ("fw-op", "d2l.auto-other")
 TOLERANCE = 2e-5  # relative to max|X| * the largest sum|K| of an output channel
 BANK = ("sobel-x", "sobel-y", "laplacian", "box", "prewitt-x", "prewitt-y")
 
@@ -102,30 +104,40 @@ def max_error(result: Any, ref: np.ndarray, X: np.ndarray, K: np.ndarray) -> flo
 Runner = tuple[Callable[[], Any], Callable[[Any], np.ndarray]]
 
 
+LAST = ("tensorflow", "jax")  # frameworks whose own layers take (N, H, W, C): d2lconv is timed in that layout
+
+
 def d2l_runners(adapter: Any, sync: Callable[[Any], Any], shape: Shape, X: np.ndarray,
                 K: np.ndarray) -> dict[str, Runner | str]:
-    """d2lconv with each method on native tensors; results as ``(N, O, H', W')`` NumPy arrays."""
+    """d2lconv with each method on native tensors in the framework's own layout (channels last on TensorFlow and
+    JAX), and ``auto`` in the other layout; results as ``(N, O, H', W')`` NumPy arrays."""
     import d2lconv as dc
 
-    if shape.batch2d:  # single-channel frames: corr2d on (N, H, W) with the 2-D kernel
-        Xn, Kn = adapter.from_numpy(X[:, 0]), adapter.from_numpy(K[0, 0])
-        call = dc.corr2d
-        options: dict[str, Any] = {}
-
-        def as_array(y: Any) -> np.ndarray:
-            return dc.to_numpy(y)[:, None]
-    else:
-        Xn, Kn = adapter.from_numpy(X), adapter.from_numpy(K)
-        call = dc.corr2d_multi_in_out
-        options = {"groups": shape.groups}
-        as_array = dc.to_numpy
     runners: dict[str, Runner | str] = {}
+    if shape.batch2d:  # single-channel frames: corr2d on (N, H, W) with the 2-D kernel; no layout to choose
+        Xn, Kn = adapter.from_numpy(X[:, 0]), adapter.from_numpy(K[0, 0])
+        for method in METHODS:
+            runners[f"d2l.{method}"] = (lambda m=method: sync(dc.corr2d(Xn, Kn, method=m)),
+                                        lambda y: dc.to_numpy(y)[:, None])
+        runners["d2l.separable"] = "skipped: kernel not rank one"
+        runners["d2l.auto-other"] = "n/a: no channel axis"
+        return runners
+    Kn = adapter.from_numpy(K)
+    layouts = {"channels_first": adapter.from_numpy(X),
+               "channels_last": adapter.from_numpy(np.ascontiguousarray(X.transpose(0, 2, 3, 1)))}
+    own = "channels_last" if adapter.NAME in LAST else "channels_first"
+    other = "channels_first" if own == "channels_last" else "channels_last"
+
+    def run(method: str, layout: str) -> Runner:
+        Xn = layouts[layout]
+        back = (lambda y: dc.to_numpy(y).transpose(0, 3, 1, 2)) if layout == "channels_last" else dc.to_numpy
+        return (lambda: sync(dc.corr2d_multi_in_out(Xn, Kn, groups=shape.groups, method=method, data_format=layout)),
+                back)
+
     for method in METHODS:
-        name = f"d2l.{method}"
-        if method == "separable" and not shape.named:
-            runners[name] = "skipped: kernels not rank one"
-            continue
-        runners[name] = (lambda m=method: sync(call(Xn, Kn, method=m, **options)), as_array)
+        runners[f"d2l.{method}"] = ("skipped: kernels not rank one" if method == "separable" and not shape.named
+                                    else run(method, own))
+    runners["d2l.auto-other"] = run("auto", other)
     return runners
 
 

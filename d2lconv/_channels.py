@@ -89,16 +89,14 @@ def correlate_channels(
         return adapter.corr2d_channels_native(X, K, strides, dilations, groups, (rows, cols), last)
     if method == "fft" and adapter.corr2d_fft is None:
         raise ValueError(f"method='fft' is not available on the {adapter.NAME!r} backend: {adapter.NO_FFT}")
+    if method != "loop":
+        factors = _bank_factors(adapter, K) if method == "separable" else None
+        return adapter.corr2d_channels(X, K, strides, dilations, groups, (rows, cols), last, method, factors)
     if last:
         X = adapter.moveaxis(X, -1, -3)
     if rows != (0, 0) or cols != (0, 0):
         X = adapter.pad(X, rows, cols)
-    if method == "loop":
-        Y = book_loop(adapter, X, K, strides, dilations, groups)
-    elif method == "separable":
-        Y = adapter.corr2d_channels(X, K, strides, dilations, groups, "separable", factors=_bank_factors(adapter, K))
-    else:
-        Y = adapter.corr2d_channels(X, K, strides, dilations, groups, method)
+    Y = book_loop(adapter, X, K, strides, dilations, groups)
     return adapter.moveaxis(Y, -3, -1) if last else Y
 
 

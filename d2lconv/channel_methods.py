@@ -126,6 +126,21 @@ def fft(ops: Any, X: Any, K: Any, stride: tuple[int, int] = ONE, dilation: tuple
     return ops.reshape(Y, (*lead, O, out_h, out_w))
 
 
+def in_layout(ops: Any, compute: Callable[[Any], Any], X: Any, padding: tuple[tuple[int, int], tuple[int, int]],
+              channels_last: bool) -> Any:
+    """``compute`` on ``X`` laid out channels first and padded, its result back in ``X``'s layout.
+
+    Under ``jax.jit`` or XLA in TensorFlow the moves and the padding fuse with the computation (no extra
+    pass over a channels-last output); in NumPy and PyTorch the moves are views.
+    """
+    if channels_last:
+        X = ops.moveaxis(X, -1, -3)
+    if padding != ((0, 0), (0, 0)):
+        X = ops.pad(X, *padding)
+    Y = compute(X)
+    return ops.moveaxis(Y, -3, -1) if channels_last else Y
+
+
 # ----------------------------------------------------------------------------- gradients (NumPy has no autodiff)
 
 

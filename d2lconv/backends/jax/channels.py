@@ -23,39 +23,41 @@ from d2lconv.backends.jax import tensors
 CHANNEL_AUTO = ChannelAuto(native_from=2)
 
 
-@partial(jax.jit, static_argnums=(2, 3, 4))
-def _direct(X: jax.Array, K: jax.Array, stride: tuple[int, int], dilation: tuple[int, int], groups: int) -> jax.Array:
+def _compute(method: str, X: jax.Array, K: Any, stride: tuple[int, int], dilation: tuple[int, int],
+             groups: int) -> jax.Array:
+    """``method`` of ``channel_methods`` on a padded, channels-first ``X`` (``K`` is the factors for separable)."""
+    if method == "separable":
+        return channel_methods.separable(tensors, X, *K, stride, dilation, groups)
+    if method == "fft":
+        return channel_methods.fft(tensors, X, K, stride, dilation, groups, rfft2=lambda x, s: jnp.fft.rfft2(x, s=s),
+                                   irfft2=lambda x, s: jnp.fft.irfft2(x, s=s), conj=jnp.conj)
     return channel_methods.direct(tensors, X, K, stride, dilation, groups)
 
 
-@partial(jax.jit, static_argnums=(3, 4, 5))
-def _separable(X: jax.Array, columns: jax.Array, rows: jax.Array, stride: tuple[int, int],
-               dilation: tuple[int, int], groups: int) -> jax.Array:
-    return channel_methods.separable(tensors, X, columns, rows, stride, dilation, groups)
-
-
-@partial(jax.jit, static_argnums=(2, 3, 4))
-def _fft(X: jax.Array, K: jax.Array, stride: tuple[int, int], dilation: tuple[int, int], groups: int) -> jax.Array:
-    return channel_methods.fft(tensors, X, K, stride, dilation, groups, rfft2=lambda x, s: jnp.fft.rfft2(x, s=s),
-                               irfft2=lambda x, s: jnp.fft.irfft2(x, s=s), conj=jnp.conj)
+@partial(jax.jit, static_argnums=(0, 3, 4, 5, 6, 7))
+def _compiled(method: str, X: jax.Array, K: Any, stride: tuple[int, int], dilation: tuple[int, int], groups: int,
+              padding: tuple[tuple[int, int], tuple[int, int]], channels_last: bool) -> jax.Array:
+    """One compiled call per method, shapes and options: the layout moves, the padding and the sums over taps
+    fuse into one pass."""
+    return channel_methods.in_layout(tensors, lambda X: _compute(method, X, K, stride, dilation, groups), X,
+                                     padding, channels_last)
 
 
 def corr2d_channels(X: jax.Array, K: jax.Array, stride: tuple[int, int], dilation: tuple[int, int], groups: int,
-                    method: str, factors: Any = None) -> jax.Array:
-    """d2lconv's ``method`` (``"direct"``, ``"separable"``, ``"fft"`` or ``"per_kernel"``) on a padded,
-    channels-first ``X``. ``"per_kernel"`` runs the whole bank in one compiled call (XLA fuses it)."""
+                    padding: tuple[tuple[int, int], tuple[int, int]], channels_last: bool, method: str,
+                    factors: Any = None) -> jax.Array:
+    """d2lconv's ``method`` (``"direct"``, ``"separable"``, ``"fft"`` or ``"per_kernel"``) on ``X`` in its layout.
+    ``"per_kernel"`` runs the whole bank in one compiled call (XLA fuses it)."""
     if method == "per_kernel":
         adapter = sys.modules[__package__]
-        method = choose_bank_method(adapter, K, X.size // X.shape[-3] * K.shape[0])
+        size = X.size // X.shape[-1 if channels_last else -3]
+        method = choose_bank_method(adapter, K, size * K.shape[0])
         if method == "separable":
             from d2lconv._channels import _bank_factors
 
             factors = _bank_factors(adapter, K)
-    if method == "separable":
-        return _separable(X, *factors, stride, dilation, groups)
-    if method == "fft":
-        return _fft(X, K, stride, dilation, groups)
-    return _direct(X, K, stride, dilation, groups)
+    return _compiled(method, X, tuple(factors) if method == "separable" else K, stride, dilation, groups, padding,
+                     channels_last)
 
 
 @partial(jax.jit, static_argnums=(2, 3, 4, 5, 6))

@@ -16,6 +16,7 @@ from mxnet import np
 
 from d2lconv import channel_methods, methods
 from d2lconv._auto import ChannelAuto
+from d2lconv.backends.mxnet import tensors
 from d2lconv.backends.mxnet.kernels import _compile, _Shaped
 
 CHANNEL_AUTO = ChannelAuto(native_from=2, native_depthwise=True, native_below=1 << 14)
@@ -48,14 +49,18 @@ def _separable(x_shape: tuple[int, ...], o: int, h: int, w: int, stride: tuple[i
 
 
 def corr2d_channels(X: np.ndarray, K: np.ndarray, stride: tuple[int, int], dilation: tuple[int, int], groups: int,
-                    method: str, factors: Any = None) -> np.ndarray:
+                    padding: tuple[tuple[int, int], tuple[int, int]], channels_last: bool, method: str,
+                    factors: Any = None) -> np.ndarray:
     """d2lconv's ``method`` (``"direct"``, ``"separable"`` or ``"per_kernel"``, which is the compiled direct
-    sum here) on a padded, channels-first ``X``."""
-    if method == "separable":
-        columns, rows = factors
-        return _separable(X.shape, *columns.shape, rows.shape[1], stride, dilation, groups)(
-            X=X, columns=columns, rows=rows)
-    return _direct(X.shape, K.shape, stride, dilation, groups)(X=X, K=K)
+    sum here) on ``X`` in its layout."""
+    def compute(X: np.ndarray) -> np.ndarray:
+        if method == "separable":
+            columns, rows = factors
+            return _separable(X.shape, *columns.shape, rows.shape[1], stride, dilation, groups)(
+                X=X, columns=columns, rows=rows)
+        return _direct(X.shape, K.shape, stride, dilation, groups)(X=X, K=K)
+
+    return channel_methods.in_layout(tensors, compute, X, padding, channels_last)
 
 
 @lru_cache(maxsize=32)

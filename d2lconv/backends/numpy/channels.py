@@ -27,18 +27,21 @@ corr2d_channels_native = None
 
 
 def corr2d_channels(X: np.ndarray, K: np.ndarray, stride: tuple[int, int], dilation: tuple[int, int], groups: int,
-                    method: str, factors: Any = None) -> np.ndarray:
-    """d2lconv's ``method`` (``"direct"``, ``"separable"``, ``"fft"`` or ``"per_kernel"``) on a padded,
-    channels-first ``X``."""
-    if method == "per_kernel":
-        from d2lconv._channels import per_kernel
+                    padding: tuple[tuple[int, int], tuple[int, int]], channels_last: bool, method: str,
+                    factors: Any = None) -> np.ndarray:
+    """d2lconv's ``method`` (``"direct"``, ``"separable"``, ``"fft"`` or ``"per_kernel"``) on ``X`` in its layout."""
+    def compute(X: np.ndarray) -> np.ndarray:
+        if method == "per_kernel":
+            from d2lconv._channels import per_kernel
 
-        return per_kernel(sys.modules[__package__], X, K, stride, dilation, groups)
-    if method == "separable":
-        return channel_methods.separable(tensors, X, *factors, stride, dilation, groups)
-    if method == "fft":
-        return _fft(X, K, stride, dilation, groups)
-    return channel_methods.direct(tensors, X, K, stride, dilation, groups)
+            return per_kernel(sys.modules[__package__], X, K, stride, dilation, groups)
+        if method == "separable":
+            return channel_methods.separable(tensors, X, *factors, stride, dilation, groups)
+        if method == "fft":
+            return _fft(X, K, stride, dilation, groups)
+        return channel_methods.direct(tensors, X, K, stride, dilation, groups)
+
+    return channel_methods.in_layout(tensors, compute, X, padding, channels_last)
 
 
 _fft = partial(channel_methods.fft, tensors, rfft2=lambda x, s: _fft_module().rfft2(x, s),

@@ -23,46 +23,46 @@ CHANNEL_AUTO = ChannelAuto(native_from=2, native_below=1 << 14)
 ONE = (1, 1)
 
 
-def _direct_graph(X: tf.Tensor, K: tf.Tensor, stride: tuple[int, int], dilation: tuple[int, int],
-                  groups: int) -> tf.Tensor:
+def _compute(method: str, X: tf.Tensor, K: Any, stride: tuple[int, int], dilation: tuple[int, int],
+             groups: int) -> tf.Tensor:
+    """``method`` of ``channel_methods`` on a padded, channels-first ``X`` (``K`` is the factors for separable)."""
+    if method == "separable":
+        return channel_methods.separable(tensors, X, *K, stride, dilation, groups)
+    if method == "fft":
+        return channel_methods.fft(tensors, X, K, stride, dilation, groups,
+                                   rfft2=lambda x, s: tf.signal.rfft2d(x, fft_length=s),
+                                   irfft2=lambda x, s: tf.signal.irfft2d(x, fft_length=s), conj=tf.math.conj)
     return channel_methods.direct(tensors, X, K, stride, dilation, groups)
 
 
-def _separable_graph(X: tf.Tensor, columns: tf.Tensor, rows: tf.Tensor, stride: tuple[int, int],
-                     dilation: tuple[int, int], groups: int) -> tf.Tensor:
-    return channel_methods.separable(tensors, X, columns, rows, stride, dilation, groups)
+def _graph(method: str, X: tf.Tensor, K: tf.Tensor, columns: tf.Tensor, rows: tf.Tensor, stride: tuple[int, int],
+           dilation: tuple[int, int], groups: int, padding: tuple[tuple[int, int], tuple[int, int]],
+           channels_last: bool) -> tf.Tensor:
+    weights = (columns, rows) if method == "separable" else K
+    return channel_methods.in_layout(tensors, lambda X: _compute(method, X, weights, stride, dilation, groups), X,
+                                     padding, channels_last)
 
 
-def _fft_graph(X: tf.Tensor, K: tf.Tensor, stride: tuple[int, int], dilation: tuple[int, int],
-               groups: int) -> tf.Tensor:
-    return channel_methods.fft(tensors, X, K, stride, dilation, groups,
-                               rfft2=lambda x, s: tf.signal.rfft2d(x, fft_length=s),
-                               irfft2=lambda x, s: tf.signal.irfft2d(x, fft_length=s), conj=tf.math.conj)
+# Compiled once per method, shapes, dtypes and options; XLA fuses the layout moves, the padding and the sums.
+_compiled = _per_shape(_graph, jit_compile=True)
 
 
-# Each compiled once per shapes, dtypes, stride, dilation and groups; XLA fuses the sums over taps.
-_direct = _per_shape(_direct_graph, jit_compile=True)
-_separable = _per_shape(_separable_graph, jit_compile=True)
-_fft = _per_shape(_fft_graph, jit_compile=True)
-
-
-def corr2d_channels(X: Any, K: Any, stride: tuple[int, int], dilation: tuple[int, int], groups: int, method: str,
+def corr2d_channels(X: Any, K: Any, stride: tuple[int, int], dilation: tuple[int, int], groups: int,
+                    padding: tuple[tuple[int, int], tuple[int, int]], channels_last: bool, method: str,
                     factors: Any = None) -> tf.Tensor:
-    """d2lconv's ``method`` (``"direct"``, ``"separable"``, ``"fft"`` or ``"per_kernel"``) on a padded,
-    channels-first ``X``. ``"per_kernel"`` runs the whole bank in one compiled call (XLA fuses it)."""
+    """d2lconv's ``method`` (``"direct"``, ``"separable"``, ``"fft"`` or ``"per_kernel"``) on ``X`` in its layout.
+    ``"per_kernel"`` runs the whole bank in one compiled call (XLA fuses it)."""
     X, K = _tensor(X), _tensor(K)
     if method == "per_kernel":
         adapter = sys.modules[__package__]
-        method = choose_bank_method(adapter, K, X.shape.num_elements() // int(X.shape[-3]) * K.shape[0])
+        size = X.shape.num_elements() // int(X.shape[-1 if channels_last else -3])
+        method = choose_bank_method(adapter, K, size * int(K.shape[0]))
         if method == "separable":
             from d2lconv._channels import _bank_factors
 
             factors = _bank_factors(adapter, K)
-    if method == "separable":
-        return _separable(X, _tensor(factors[0]), _tensor(factors[1]), stride, dilation, groups)
-    if method == "fft":
-        return _fft(X, K, stride, dilation, groups)
-    return _direct(X, K, stride, dilation, groups)
+    columns, rows = (_tensor(f) for f in factors) if method == "separable" else (K, K)
+    return _compiled(method, X, K, columns, rows, stride, dilation, groups, padding, channels_last)
 
 
 def _nhwc_convolution(X: tf.Tensor, K: tf.Tensor, stride: tuple[int, int], dilation: tuple[int, int],

@@ -24,20 +24,23 @@ CHANNEL_AUTO = ChannelAuto(native_from=2, native_depthwise=True, native_below=1 
 
 
 def corr2d_channels(X: torch.Tensor, K: torch.Tensor, stride: tuple[int, int], dilation: tuple[int, int],
-                    groups: int, method: str, factors: Any = None) -> torch.Tensor:
-    """d2lconv's ``method`` (``"direct"``, ``"separable"``, ``"fft"`` or ``"per_kernel"``) on a padded,
-    channels-first ``X``."""
-    if method == "per_kernel":
-        if _no_gradient(X, K) and K.shape[2] * K.shape[3] <= FFT_PASSES:
-            return _bank(X, K, stride, dilation, groups)
-        from d2lconv._channels import per_kernel
+                    groups: int, padding: tuple[tuple[int, int], tuple[int, int]], channels_last: bool, method: str,
+                    factors: Any = None) -> torch.Tensor:
+    """d2lconv's ``method`` (``"direct"``, ``"separable"``, ``"fft"`` or ``"per_kernel"``) on ``X`` in its layout."""
+    def compute(X: torch.Tensor) -> torch.Tensor:
+        if method == "per_kernel":
+            if _no_gradient(X, K) and K.shape[2] * K.shape[3] <= FFT_PASSES:
+                return _bank(X, K, stride, dilation, groups)
+            from d2lconv._channels import per_kernel
 
-        return per_kernel(sys.modules[__package__], X, K, stride, dilation, groups)
-    if method == "separable":
-        return channel_methods.separable(tensors, X, *factors, stride, dilation, groups)
-    if method == "fft":
-        return _fft(X, K, stride, dilation, groups)
-    return channel_methods.direct(tensors, X, K, stride, dilation, groups)
+            return per_kernel(sys.modules[__package__], X, K, stride, dilation, groups)
+        if method == "separable":
+            return channel_methods.separable(tensors, X, *factors, stride, dilation, groups)
+        if method == "fft":
+            return _fft(X, K, stride, dilation, groups)
+        return channel_methods.direct(tensors, X, K, stride, dilation, groups)
+
+    return channel_methods.in_layout(tensors, compute, X, padding, channels_last)
 
 
 _fft = partial(channel_methods.fft, tensors, rfft2=lambda x, s: torch.fft.rfft2(x, s),
