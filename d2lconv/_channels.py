@@ -78,10 +78,10 @@ def correlate_channels(
     padded = (H + rows[0] + rows[1], W + cols[0] + cols[1])
     check_fits((h, w), dilations, (H, W), padded)
     X, K = common_dtype(adapter, X, K)
-    batch = 1
-    for n in x_shape[:-3]:
-        batch *= int(n)
     if method == "auto":
+        batch = 1
+        for n in x_shape[:-3]:
+            batch *= int(n)
         method = choose_channel_method(adapter, batch, C, padded, K, strides, dilations, groups)
     if method == "native":
         if adapter.corr2d_channels_native is None:
