@@ -16,7 +16,8 @@ directly on inputs already in its own layout
 (``F.conv2d`` on NCHW; ``tf.nn.conv2d`` on NHWC in a ``tf.function``, ``tf.nn.depthwise_conv2d`` for the
 depthwise cases, as Keras's layers use them; ``lax.conv_general_dilated`` under ``jax.jit`` on NHWC, Flax's
 layout; ``npx.convolution`` on NCHW; none on NumPy). Every result is checked against a float64 reference.
-Timing as in ``bench.py``: warm up (compile) once, then the median of ~2 ms samples for ``--budget`` seconds.
+Timing: warm up (compile) once, then ``--rounds`` rounds that time every column in turn (so a changing load
+weighs on all alike); the median per column.
 The load average (``os.getloadavg``) is recorded before and after, since the machine may be shared.
 
 ``--merge A.json B.json ...`` prints the markdown tables of several runs instead (RESULTS_CHANNELS.md).
@@ -28,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -37,7 +39,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import limit_threads, make_sync, time_call, versions  # noqa: E402 (the grid benchmark's helpers)
+from bench import limit_threads, make_sync, versions  # noqa: E402 (the grid benchmark's helpers)
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,26 @@ def framework_runner(backend: str, shape: Shape, X: np.ndarray, K: np.ndarray) -
     return "n/a: NumPy has no conv op"
 
 
+def interleaved(runners: dict[str, Callable[[], Any]], budget: float, rounds: int) -> dict[str, float]:
+    """Median seconds per call of each warmed-up runner, timed in alternation: ``rounds`` rounds, each timing
+    every runner once (calls batched to samples of ~``budget / rounds`` s), so that a load that changes during
+    the run (a shared machine) weighs on every runner alike and their ratios stay fair."""
+    per_sample = budget / rounds
+    numbers = {}
+    for name, fn in runners.items():
+        start = time.perf_counter()
+        fn()
+        numbers[name] = max(1, min(1000, int(per_sample / max(time.perf_counter() - start, 1e-9))))
+    samples: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(rounds):
+        for name, fn in runners.items():
+            start = time.perf_counter()
+            for _ in range(numbers[name]):
+                fn()
+            samples[name].append((time.perf_counter() - start) / numbers[name])
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
 def auto_choice(adapter: Any, shape: Shape, X: np.ndarray, K: np.ndarray) -> str:
     """What ``auto`` picks for this case (``corr2d``'s choice for the 2-D batch)."""
     from d2lconv._auto import choose_channel_method, choose_method
@@ -223,6 +245,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         case: dict[str, Any] = {"case": shape.name, "x": list(shape.x), "k": list(shape.k), "groups": shape.groups,
                                 "auto_choice": auto_choice(adapter, shape, X, K), "times": {}, "errors": {},
                                 "notes": {}}
+        ready = {}
         for name in COLUMNS:
             runner = runners.get(name, "n/a")
             if isinstance(runner, str):
@@ -230,11 +253,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 continue
             fn, as_array = runner
             try:
-                out = fn()
+                out = fn()  # the warm-up: compiles, and is checked against the reference
                 case["errors"][name] = max_error(as_array(out), ref, X, K)
-                case["times"][name] = time_call(fn, args.budget, args.min_repeats).median
+                ready[name] = fn
             except Exception as error:  # an unavailable method (no FFT on MXNet, no conv op on NumPy)
                 case["notes"][name] = f"n/a: {type(error).__name__}: {' '.join(str(error).split())[:160]}"
+        case["times"] = interleaved(ready, args.budget, args.rounds)
         times = case["times"]
         case["auto/fw-op"] = (times["d2l.auto"] / times["fw-op"] if "d2l.auto" in times and "fw-op" in times
                               else None)
@@ -284,8 +308,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--backend", help="d2lconv backend (default: D2LCONV_BACKEND, else numpy)")
     parser.add_argument("--only", nargs="+", metavar="CASE", help=f"cases to run ({', '.join(s.name for s in SHAPES)})")
-    parser.add_argument("--budget", type=float, default=0.5, help="seconds of timing per callable (default 0.5)")
-    parser.add_argument("--min-repeats", type=int, default=3, help="at least this many timed samples")
+    parser.add_argument("--budget", type=float, default=1.0, help="seconds of timing per column (default 1)")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds of timing (default 5)")
     parser.add_argument("--threads", type=int, help="limit the threads of the frameworks and BLAS (not JAX: use "
                         "taskset -c 0)")
     parser.add_argument("--seed", type=int, default=0)

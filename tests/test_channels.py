@@ -179,15 +179,25 @@ def test_corr2d_on_a_batch_is_corr2d_on_each_image(method, rng):
         assert_close(y, dc.to_numpy(dc.corr2d(x, K, method=method, dilation=(2, 1))), scale=scale_of(K))
 
 
-def test_auto_on_the_benchmarks_kinds_of_shapes(rng):
-    """auto's choices (framework op or d2lconv's methods) all give the reference, at small sizes."""
-    cases = [((4, 1, 24, 24), (1, 1, 3, 3), 1), ((1, 3, 20, 20), (8, 3, 3, 3), 1), ((1, 16, 10, 10), (16, 16, 3, 3), 1),
-             ((1, 8, 18, 18), (8, 1, 5, 5), 8), ((1, 1, 40, 40), (6, 1, 3, 3), 1), ((2, 2, 30, 30), (2, 2, 9, 9), 1)]
+@pytest.mark.parametrize("stride", [(1, 1), (2, 3)])
+def test_auto_on_the_benchmarks_kinds_of_shapes(stride, rng):
+    """auto's choices (framework op or d2lconv's methods) all give the reference; the sizes are large enough
+    (over 2**18 multiply-adds) that no backend takes its op for tiny problems everywhere."""
+    cases = [((4, 1, 100, 100), (1, 1, 3, 3), 1), ((1, 3, 60, 60), (8, 3, 3, 3), 1), ((1, 16, 20, 20), (16, 16, 3, 3), 1),
+             ((1, 8, 50, 50), (8, 1, 5, 5), 8), ((1, 1, 100, 100), (6, 1, 3, 3), 1), ((2, 2, 50, 50), (2, 2, 9, 9), 1),
+             ((2, 1, 100, 90), (3, 1, 2, 2), 1)]
     for x_shape, k_shape, groups in cases:
         X = rng.standard_normal(x_shape).astype(np.float32)
         K = rng.standard_normal(k_shape).astype(np.float32)
-        assert_close(dc.corr2d_multi_in_out(X, K, groups=groups), reference_multi_in_out(X, K, groups),
-                     scale=scale_of(K))
+        assert_close(dc.corr2d_multi_in_out(X, K, groups=groups, stride=stride),
+                     reference_multi_in_out(X, K, groups, stride=stride), scale=scale_of(K))
+    # a filter bank of rank-one kernels and one that is not, with a stride and a dilation: each kernel its own way
+    X = rng.standard_normal((2, 1, 90, 80)).astype(np.float32)
+    K = np.stack([np.array([[1.0, 0, -1], [2, 0, -2], [1, 0, -1]]), np.array([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]]),
+                  np.full((3, 3), 1 / 9)])[:, None].astype(np.float32)
+    Y = dc.corr2d_multi_in_out(X, K, stride=stride, dilation=(2, 1), padding=1)
+    expected = reference_multi_in_out(X, K, 1, ((1, 1), (1, 1)), stride, (2, 1))
+    assert_close(Y, expected, scale=scale_of(K))
 
 
 def test_integer_inputs_compute_in_float32():

@@ -65,3 +65,50 @@ def corr2d_channels_native(X: torch.Tensor, K: torch.Tensor, stride: tuple[int, 
     if channels_last:
         Y = Y.permute(0, 2, 3, 1)
     return Y.reshape(*lead, *Y.shape[1:]) if flat else Y
+
+
+def _bank(X: torch.Tensor, K: torch.Tensor, stride: tuple[int, int], dilation: tuple[int, int],
+          groups: int) -> torch.Tensor:
+    """One input channel per output channel (a filter bank, a batch of frames), no gradient: every output
+    channel's band of rows in turn while the input band is in the cache, each with one fused in-place
+    multiply-add per kernel tap (``corr2d``'s banded direct method), or per row and column tap for a
+    rank-one kernel (its separable method); written straight into the output, no stacking.
+    """
+    (s_h, s_w), (d_h, d_w) = stride, dilation
+    O, _, h, w = K.shape
+    per_group = O // groups
+    planes = X.reshape(-1, *X.shape[-3:])
+    count = planes.shape[0]
+    out_h, out_w = methods.valid_shape(X.shape, (h, w), stride, dilation)
+    Y = torch.empty((count, O, out_h, out_w), dtype=X.dtype, device=X.device)
+    taps = K[:, 0].tolist()
+    factors = [methods.rank_one_factors(k) if h + w < h * w else None for k in K[:, 0].cpu().numpy()]
+    chunk, step = _tiles(count, out_h, out_w, X.element_size())
+    cols, span = (out_w - 1) * s_w + 1, (h - 1) * d_h + 1
+    scratch = torch.empty((chunk, (step - 1) * s_h + span, out_w), dtype=X.dtype, device=X.device)
+    for p in range(0, count, chunk):
+        for start in range(0, out_h, step):
+            stop = min(start + step, out_h)
+            rows = (stop - start - 1) * s_h + 1
+            for o in range(O):
+                x, y = planes[p:p + chunk, o // per_group], Y[p:p + chunk, o, start:stop]
+                if factors[o] is None:
+                    for a in range(h):
+                        top = start * s_h + a * d_h
+                        for b in range(w):
+                            source = x[:, top:top + rows:s_h, b * d_w:b * d_w + cols:s_w]
+                            if a == b == 0:
+                                torch.mul(source, taps[o][0][0], out=y)
+                            else:
+                                y.add_(source, alpha=taps[o][a][b])
+                    continue
+                column, row = (v.tolist() for v in factors[o])  # row pass over the band's input rows, then columns
+                first = start * s_h
+                z = scratch[:x.shape[0], :rows - 1 + span]
+                torch.mul(x[:, first:first + z.shape[1], 0:cols:s_w], row[0], out=z)
+                for b in range(1, w):
+                    z.add_(x[:, first:first + z.shape[1], b * d_w:b * d_w + cols:s_w], alpha=row[b])
+                torch.mul(z[:, 0:rows:s_h], column[0], out=y)
+                for a in range(1, h):
+                    y.add_(z[:, a * d_h:a * d_h + rows:s_h], alpha=column[a])
+    return Y.reshape(*X.shape[:-3], O, out_h, out_w)
