@@ -62,12 +62,17 @@ class ChannelAuto:
       several small ones).
     - ``fft_from_taps``: kernel taps (h * w) from which d2lconv's FFT over channels beats the framework op
       (and d2lconv's direct method) when several input channels meet; None: never.
+    - ``native_bank_from`` and ``native_bank_pixels``: a bank of at least this many kernels on one input
+      channel goes to the framework op when each image has at most that many pixels (PyTorch's ``F.conv2d``
+      batches small single-channel images well); None: never.
     """
 
     native_from: int | None
     native_depthwise: bool = False
     native_below: int = 0
     fft_from_taps: int | None = None
+    native_bank_from: int | None = None
+    native_bank_pixels: int = 0
 
 
 def choose_channel_method(adapter: ModuleType, batch: int, in_channels: int, input_shape: tuple[int, int], K: Any,
@@ -88,6 +93,9 @@ def choose_channel_method(adapter: ModuleType, batch: int, in_channels: int, inp
         return "native"
     if per_group == 1:
         if native and ((groups > 1 and numbers.native_depthwise) or taps <= adapter.NATIVE_TAPS):
+            return "native"
+        if (native and numbers.native_bank_from is not None and out_channels // groups >= numbers.native_bank_from
+                and input_shape[0] * input_shape[1] <= numbers.native_bank_pixels):
             return "native"
         return "per_kernel"
     if numbers.fft_from_taps is not None and taps >= numbers.fft_from_taps and adapter.corr2d_fft is not None:

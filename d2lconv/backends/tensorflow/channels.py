@@ -19,7 +19,7 @@ from d2lconv.backends.tensorflow import tensors
 from d2lconv.backends.tensorflow.kernels import _per_shape
 from d2lconv.backends.tensorflow.tensors import _tensor
 
-CHANNEL_AUTO = ChannelAuto(native_from=2, native_below=1 << 14)
+CHANNEL_AUTO = ChannelAuto(native_from=2, native_depthwise=True, native_below=1 << 14)
 ONE = (1, 1)
 
 

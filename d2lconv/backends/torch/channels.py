@@ -18,9 +18,14 @@ import torch.nn.functional as F
 from d2lconv import channel_methods, methods
 from d2lconv._auto import ChannelAuto
 from d2lconv.backends.torch import tensors
-from d2lconv.backends.torch.kernels import FFT_PASSES, _no_gradient, _tiles
+from d2lconv.backends.torch.kernels import FFT_PASSES, _band_elements, _no_gradient, _tiles
 
-CHANNEL_AUTO = ChannelAuto(native_from=2, native_depthwise=True, native_below=1 << 18)
+# Measured with one thread, F.conv2d against this module's bank kernel and corr2d's direct method (see
+# benchmarks/RESULTS_CHANNELS.md): oneDNN wins from 2 input channels per group and for depthwise kernels (0.2 ms
+# against 1.8 ms for 32 channels at 112x112), and for 16 or more kernels on batches of images of up to 128x128
+# (2.6x at 64 kernels); on one 512x512 image a bank of 6 ran 5x faster here, of 64 still 1.4x.
+CHANNEL_AUTO = ChannelAuto(native_from=2, native_depthwise=True, native_below=1 << 18, native_bank_from=16,
+                           native_bank_pixels=1 << 14)
 
 
 def corr2d_channels(X: torch.Tensor, K: torch.Tensor, stride: tuple[int, int], dilation: tuple[int, int],
@@ -85,6 +90,10 @@ def _bank(X: torch.Tensor, K: torch.Tensor, stride: tuple[int, int], dilation: t
     factors = [methods.rank_one_factors(k) if h + w < h * w else None for k in K[:, 0].cpu().numpy()]
     chunk, step = _tiles(count, out_h, out_w, X.element_size())
     cols, span = (out_w - 1) * s_w + 1, (h - 1) * d_h + 1
+    if any(f is not None for f in factors):  # the row pass's buffer holds span - 1 more rows: keep it in the band
+        # (with several threads a band over ATen's grain runs on the thread pool, which stalls on busy cores)
+        fitting = (_band_elements(X.element_size()) // (chunk * out_w) - span) // s_h + 1
+        step = max(1, min(step, fitting))
     scratch = torch.empty((chunk, (step - 1) * s_h + span, out_w), dtype=X.dtype, device=X.device)
     for p in range(0, count, chunk):
         for start in range(0, out_h, step):
