@@ -60,8 +60,10 @@ class ChannelAuto:
       per group (depthwise), which some frameworks run with a dedicated kernel.
     - ``native_below``: multiply-adds in all below which the framework op wins anyway (one call against
       several small ones).
-    - ``fft_from_taps``: kernel taps (h * w) from which d2lconv's FFT over channels beats the framework op
-      (and d2lconv's direct method) when several input channels meet; None: never.
+    - ``fft_from_taps``: kernel taps (h * w) per input channel of a group from which d2lconv's FFT over
+      channels beats the framework op (and d2lconv's direct method) when several input channels meet: its
+      transforms cost the same for any kernel, but its contraction over channels per frequency grows with
+      the channels; None: never.
     - ``native_bank_from`` and ``native_bank_pixels``: a bank of at least this many kernels on one input
       channel goes to the framework op when each image has at most that many pixels (PyTorch's ``F.conv2d``
       batches small single-channel images well); None: never.
@@ -98,7 +100,8 @@ def choose_channel_method(adapter: ModuleType, batch: int, in_channels: int, inp
                 and input_shape[0] * input_shape[1] <= numbers.native_bank_pixels):
             return "native"
         return "per_kernel"
-    if numbers.fft_from_taps is not None and taps >= numbers.fft_from_taps and adapter.corr2d_fft is not None:
+    if (numbers.fft_from_taps is not None and taps >= numbers.fft_from_taps * per_group
+            and adapter.corr2d_fft is not None):
         return "fft"
     if native and numbers.native_from is not None and per_group >= numbers.native_from:
         return "native"

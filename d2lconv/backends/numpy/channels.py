@@ -19,9 +19,10 @@ from d2lconv._auto import ChannelAuto
 from d2lconv.backends.numpy import tensors
 from d2lconv.backends.numpy.kernels import _fft_module
 
-# No conv op to choose. From 7x7 up, the FFT over channels beat the per-tap matrix products (measured with
-# 16 -> 16 channels at 64x64: see benchmarks/RESULTS_CHANNELS.md).
-CHANNEL_AUTO = ChannelAuto(native_from=None, fft_from_taps=49)
+# No conv op to choose. The FFT over channels beat the per-tap matrix products (einsum, BLAS) from about 16 kernel
+# taps per input channel: 3 -> 8 channels at 256x256 from 7x7 (1.45x at 7x7, 2.5x at 11x11; a tie at 5x5), but
+# 16 -> 16 at 64x64 and 64 -> 64 at 56x56 not up to 11x11 (its per-frequency contraction is slow in einsum).
+CHANNEL_AUTO = ChannelAuto(native_from=None, fft_from_taps=16)
 
 corr2d_channels_native = None
 
