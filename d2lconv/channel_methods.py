@@ -70,6 +70,33 @@ def direct(ops: Any, X: Any, K: Any, stride: tuple[int, int] = ONE, dilation: tu
     return ops.reshape(Y, (*lead, O, out_h, out_w))
 
 
+def direct_last(ops: Any, X: Any, K: Any, stride: tuple[int, int] = ONE, dilation: tuple[int, int] = ONE,
+                groups: int = 1) -> Any:
+    """:func:`direct` on a channels-last ``X`` ``(..., H, W, C)``, returning ``(..., H', W', O)``.
+
+    The same sum over taps with the channels innermost: under XLA the fused loop then computes every output
+    channel of a pixel from the same input window (a bank of six 3x3 kernels on 2048x2048 ran 1.25x faster in
+    TensorFlow than through the channels-first form).
+    """
+    lead, (H, W) = tuple(X.shape[:-3]), tuple(X.shape[-3:-1])
+    O, Cg, h, w = tuple(K.shape)
+    Og, (s_h, s_w), (d_h, d_w) = O // groups, stride, dilation
+    out_h, out_w = methods.valid_shape((H, W), (h, w), stride, dilation)
+    rows, cols = (out_h - 1) * s_h + 1, (out_w - 1) * s_w + 1
+    Xg = ops.reshape(X, (-1, H, W, groups, Cg))
+    Kg = ops.reshape(K, (groups, Og, Cg, h, w))
+
+    def window(a: int, b: int) -> Any:  # (B, H', W', groups, Cg): the input tap (a, b) multiplies
+        return Xg[:, a * d_h:a * d_h + rows:s_h, b * d_w:b * d_w + cols:s_w]
+
+    if Cg == 1:
+        terms = (window(a, b) * ops.reshape(Kg[:, :, 0, a, b], (1, 1, 1, groups, Og))
+                 for a in range(h) for b in range(w))
+    else:
+        terms = (ops.einsum("zijgc,goc->zijgo", window(a, b), Kg[:, :, :, a, b]) for a in range(h) for b in range(w))
+    return ops.reshape(_sum(terms), (*lead, out_h, out_w, O))
+
+
 def rank_one_bank(K: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """``(columns (O, h), rows (O, w))`` with ``K[o, 0] == outer(columns[o], rows[o])`` for every ``o``, or None.
 
@@ -127,12 +154,17 @@ def fft(ops: Any, X: Any, K: Any, stride: tuple[int, int] = ONE, dilation: tuple
 
 
 def in_layout(ops: Any, compute: Callable[[Any], Any], X: Any, padding: tuple[tuple[int, int], tuple[int, int]],
-              channels_last: bool) -> Any:
-    """``compute`` on ``X`` laid out channels first and padded, its result back in ``X``'s layout.
+              channels_last: bool, compute_last: Callable[[Any], Any] | None = None) -> Any:
+    """``compute`` on ``X`` laid out channels first and padded, its result back in ``X``'s layout; or, for a
+    channels-last ``X`` and a ``compute_last`` that takes that layout, ``compute_last`` on the padded ``X``.
 
     Under ``jax.jit`` or XLA in TensorFlow the moves and the padding fuse with the computation (no extra
     pass over a channels-last output); in NumPy and PyTorch the moves are views.
     """
+    if channels_last and compute_last is not None:
+        if padding != ((0, 0), (0, 0)):
+            X = ops.moveaxis(ops.pad(ops.moveaxis(X, -1, -3), *padding), -3, -1)
+        return compute_last(X)
     if channels_last:
         X = ops.moveaxis(X, -1, -3)
     if padding != ((0, 0), (0, 0)):
