@@ -11,6 +11,10 @@ Costs are counted in *passes*: one pass multiplies and adds every output element
   path for small kernels, up to ``adapter.NATIVE_TAPS`` kernel elements at any size.
 The per-framework numbers are ratios of one framework's operations to each other, not times, so they carry
 over between machines; benchmarks/RESULTS.md shows how they were measured.
+
+Over channels (``corr2d_multi_in_out``), :func:`choose_channel_method` decides between the framework's own
+conv op and d2lconv's methods from the channels per group, with each adapter's ``CHANNEL_AUTO`` numbers
+(:class:`ChannelAuto`; benchmarks/RESULTS_CHANNELS.md).
 """
 
 from __future__ import annotations
