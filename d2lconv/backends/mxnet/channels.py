@@ -14,7 +14,7 @@ from typing import Any
 import mxnet as mx
 from mxnet import np
 
-from d2lconv import channel_methods, methods
+from d2lconv import channel_methods
 from d2lconv._auto import ChannelAuto
 from d2lconv.backends.mxnet import tensors
 from d2lconv.backends.mxnet.kernels import _compile, _Shaped
@@ -66,22 +66,27 @@ def corr2d_channels(X: np.ndarray, K: np.ndarray, stride: tuple[int, int], dilat
 @lru_cache(maxsize=32)
 def _native(x_shape: tuple[int, ...], k_shape: tuple[int, ...], stride: tuple[int, int], dilation: tuple[int, int],
             groups: int, pad: tuple[int, int]) -> Any:
+    """``npx.convolution`` alone in its graph: with the reshapes of leading axes compiled in, a depthwise
+    convolution ran 3-4x slower (0.95 ms against 0.26 ms for 32 channels at 112x112)."""
     X, K = (mx.sym.var(name).as_np_ndarray() for name in ("X", "K"))
-    Y = mx.sym.npx.convolution(X.reshape(-1, *x_shape[-3:]), K, no_bias=True, num_filter=k_shape[0],
-                               num_group=groups, kernel=k_shape[2:], stride=stride, dilate=dilation, pad=pad)
-    out = methods.valid_shape((x_shape[-2] + 2 * pad[0], x_shape[-1] + 2 * pad[1]), k_shape[2:], stride, dilation)
-    return _compile(Y.reshape(*x_shape[:-3], k_shape[0], *out))
+    return _compile(mx.sym.npx.convolution(X, K, no_bias=True, num_filter=k_shape[0], num_group=groups,
+                                           kernel=k_shape[2:], stride=stride, dilate=dilation, pad=pad))
 
 
 def corr2d_channels_native(X: np.ndarray, K: np.ndarray, stride: tuple[int, int], dilation: tuple[int, int],
                            groups: int, padding: tuple[tuple[int, int], tuple[int, int]],
                            channels_last: bool) -> np.ndarray:
-    """``npx.convolution`` on NCHW (its CPU layout), compiled with its reshapes; symmetric padding is its own."""
+    """``npx.convolution`` on NCHW (its CPU layout), compiled; symmetric padding is its own."""
     if channels_last:
         X = np.moveaxis(X, -1, -3)
     (top, bottom), (left, right) = padding
     if top != bottom or left != right:
         X = np.pad(X, ((0, 0),) * (X.ndim - 2) + padding)
         top = left = 0
+    lead, flat = X.shape[:-3], X.ndim != 4
+    if flat:
+        X = X.reshape(-1, *X.shape[-3:])
     Y = _native(X.shape, K.shape, stride, dilation, groups, (top, left))(X=X, K=K)
+    if flat:
+        Y = Y.reshape(*lead, *Y.shape[1:])
     return np.moveaxis(Y, -3, -1) if channels_last else Y
