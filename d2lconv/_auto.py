@@ -71,6 +71,9 @@ class ChannelAuto:
     - ``native_bank_from`` and ``native_bank_pixels``: a bank of at least this many kernels on one input
       channel goes to the framework op when each image has at most that many pixels (PyTorch's ``F.conv2d``
       batches small single-channel images well); None: never.
+    - ``per_kernel_pixels``: with one input channel per group, images of at least this many pixels go one
+      kernel at a time through ``corr2d``'s fast paths; smaller ones take the direct method on every channel
+      at once (fewer, larger operations).
     """
 
     native_from: int | None
@@ -79,6 +82,7 @@ class ChannelAuto:
     fft_from_taps: int | None = None
     native_bank_from: int | None = None
     native_bank_pixels: int = 0
+    per_kernel_pixels: int = 0
 
 
 def choose_channel_method(adapter: ModuleType, batch: int, in_channels: int, input_shape: tuple[int, int], K: Any,
@@ -103,7 +107,7 @@ def choose_channel_method(adapter: ModuleType, batch: int, in_channels: int, inp
         if (native and numbers.native_bank_from is not None and out_channels // groups >= numbers.native_bank_from
                 and input_shape[0] * input_shape[1] <= numbers.native_bank_pixels):
             return "native"
-        return "per_kernel"
+        return "per_kernel" if input_shape[0] * input_shape[1] >= numbers.per_kernel_pixels else "direct"
     if (numbers.fft_from_taps is not None and taps >= numbers.fft_from_taps * per_group
             and adapter.corr2d_fft is not None):
         return "fft"
