@@ -24,7 +24,13 @@ from d2lconv._tensors import Conv2D, ones, tensor, to_numpy, transpose, zeros
 from d2lconv.exercises import GradientReport, check_gradients
 from d2lconv.matrix import corr2d_matrix
 from d2lconv.receptive import ReceptiveField, receptive_field
-from d2lconv.training import TrainingDivergedError, TrainResult, largest_curvature, train_kernel
+from d2lconv.training import (
+    TrainingDivergedError,
+    TrainResult,
+    largest_curvature,
+    least_squares_kernel,
+    train_kernel,
+)
 
 __version__ = "0.1.0"
 
@@ -53,6 +59,7 @@ __all__ = [
     "gradients",
     "kernels",
     "largest_curvature",
+    "least_squares_kernel",
     "ones",
     "receptive_field",
     "set_backend",

@@ -30,23 +30,28 @@ SEPARABLE_MIN_OUTPUT = 4096
 
 
 def choose_method(adapter: ModuleType, input_shape: tuple[int, int], K: Any, stride: tuple[int, int],
-                  dilation: tuple[int, int] = (1, 1), batch: int = 1) -> str:
+                  dilation: tuple[int, int] = (1, 1), batch: int = 1, *, fft_passes: float | None = None,
+                  fft: bool = True) -> str:
     """The name of the cheapest exact method for cross-correlating ``batch`` images of ``input_shape`` with ``K``.
 
     A batch multiplies every method's cost alike, except the fixed cost per operation that ``NATIVE_BELOW``
     and ``SEPARABLE_MIN_OUTPUT`` stand for, so those compare against the whole batch's work.
+    ``fft_passes`` replaces the adapter's ``FFT_PASSES`` (``d2lconv._exact`` adds the cost of checking the
+    FFT's accuracy); ``fft=False`` leaves the FFT out (for inputs whose values it cannot check).
     """
+    fft_passes = adapter.FFT_PASSES if fft_passes is None else fft_passes
+    has_fft = fft and adapter.corr2d_fft is not None
     h, w = K.shape
     out_h, out_w = methods.valid_shape(input_shape, (h, w), stride, dilation)
     taps, outputs = h * w, batch * out_h * out_w
     if taps <= adapter.NATIVE_TAPS or outputs * taps < adapter.NATIVE_BELOW:
         return "native"
     if (h + w >= taps or outputs < SEPARABLE_MIN_OUTPUT) and (
-            adapter.corr2d_fft is None or taps <= adapter.FFT_PASSES * stride[0] * stride[1]):
+            not has_fft or taps <= fft_passes * stride[0] * stride[1]):
         return "direct"  # the common small case, decided without the cost table
     costs = {"direct": taps}
-    if adapter.corr2d_fft is not None:
-        costs["fft"] = adapter.FFT_PASSES * stride[0] * stride[1]
+    if has_fft:
+        costs["fft"] = fft_passes * stride[0] * stride[1]
     if (h + w < min(costs.values()) and outputs >= SEPARABLE_MIN_OUTPUT and adapter.is_constant(K)
             and methods.rank_one_factors(adapter.to_numpy(K)) is not None):
         return "separable"

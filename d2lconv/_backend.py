@@ -16,6 +16,7 @@ import contextlib
 import importlib
 import importlib.util
 import os
+import warnings
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -38,7 +39,8 @@ class Framework:
     title: str  # the framework's name as people write it
     modules: tuple[str, ...]  # top-level modules that must be importable
     extra: str | None  # the pip extra of d2lconv that installs it
-    import_hint: str = ""  # what usually breaks its import
+    import_hint: str = ""  # what usually breaks its import ({numpy}: the version installed)
+    numpy_below: tuple[int, int] | None = None  # the hint applies from this numpy on
     quiet: tuple[tuple[str, str], ...] = ()  # environment defaults that silence its start-up logging
 
     @property
@@ -54,7 +56,8 @@ FRAMEWORKS: dict[str, Framework] = {
     "jax": Framework("JAX/Flax", ("jax", "flax"), "jax"),
     "mxnet": Framework(
         "MXNet", ("mxnet",), "mxnet",
-        ". MXNet 1.9.1 (its last release) needs numpy<1.24, so give it an environment of its own",
+        ". MXNet 1.9.1 (its last release) needs numpy<1.24 (this environment has numpy {numpy}), so give it an "
+        "environment of its own", numpy_below=(1, 24),
     ),
 }
 
@@ -137,8 +140,9 @@ def load_adapter(name: str) -> ModuleType:
     for variable, value in framework.quiet:
         os.environ.setdefault(variable, value)
     try:
-        for module in framework.modules:
-            importlib.import_module(module)
+        with warnings.catch_warnings(record=True) as caught:  # shown only once the import has worked
+            for module in framework.modules:
+                importlib.import_module(module)
     except ModuleNotFoundError as error:
         missing = (error.name or "").split(".")[0]
         if missing not in framework.modules:
@@ -148,12 +152,28 @@ def load_adapter(name: str) -> ModuleType:
             f"(no module named {missing!r}); install it with: {framework.install_command}"
         ) from error
     except Exception as error:  # installed but broken, e.g. MXNet 1.9.1 beside numpy >= 1.24
+        import numpy
+
+        numpy_version = tuple(int(part) for part in numpy.__version__.split(".")[:2] if part.isdigit())
+        hint = framework.import_hint.format(numpy=numpy.__version__)
+        if framework.numpy_below is not None and numpy_version < framework.numpy_below:
+            hint = ""  # numpy is not the cause
         raise BackendNotInstalledError(
-            f"{framework.title} is installed but fails to import ({type(error).__name__}: {error})"
-            f"{framework.import_hint}; reinstall it with: {framework.install_command}"
+            f"{framework.title} is installed but fails to import ({type(error).__name__}: {_first_sentence(error)})"
+            f"{hint}; reinstall it with: {framework.install_command}"
         ) from error
+    for warning in caught:  # the import worked: its warnings are the framework's to give
+        warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno, warning.file,
+                             warning.line)
     adapter = _adapters[name] = importlib.import_module(f"d2lconv.backends.{name}")
     return adapter
+
+
+def _first_sentence(error: BaseException) -> str:
+    """The first line of an error's text, cut at its first sentence if long (NumPy's run to a paragraph)."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    head, dot, _ = text.partition(". ")
+    return (head if dot and len(text) > 100 else text).rstrip(".")
 
 
 def active_adapter() -> ModuleType:

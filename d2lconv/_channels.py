@@ -16,7 +16,7 @@ from d2lconv import methods
 from d2lconv._auto import choose_channel_method, choose_method
 from d2lconv._backend import active_adapter
 from d2lconv._corr import _run, common_dtype, dilate
-from d2lconv._inputs import as_tensor, check_fits, dilation_pair, pad_amounts, pair
+from d2lconv._inputs import as_tensor, check_span, dilation_pair, pad_amounts, pair
 
 METHODS: tuple[str, ...] = ("auto", "loop", "direct", "separable", "fft", "native")
 DATA_FORMATS: tuple[str, ...] = ("channels_first", "channels_last")
@@ -76,7 +76,7 @@ def correlate_channels(
     strides, dilations = pair(stride, "stride", minimum=1), dilation_pair(dilation)
     rows, cols = pad_amounts(padding, (H, W), methods.dilated_shape((h, w), dilations), strides)
     padded = (H + rows[0] + rows[1], W + cols[0] + cols[1])
-    check_fits((h, w), dilations, (H, W), padded)
+    check_span((h, w), dilations, (H, W), padded)
     X, K = common_dtype(adapter, X, K)
     if method == "auto":
         batch = 1

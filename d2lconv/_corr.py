@@ -5,14 +5,16 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from d2lconv import methods
+import numpy as np
+
+from d2lconv import _exact, methods
 from d2lconv._auto import choose_method
 from d2lconv._backend import active_adapter
 from d2lconv._inputs import (
     as_tensor,
-    check_fits,
     check_image,
     check_matrix,
+    check_span,
     dilation_pair,
     output_shape,
     pad_amounts,
@@ -36,10 +38,8 @@ def correlate(
     kernel_shape = check_matrix(K, "K")
     strides = pair(stride, "stride", minimum=1)
     dilations = dilation_pair(dilation)
-    span = methods.dilated_shape(kernel_shape, dilations)
-    (top, bottom), (left, right) = pad_amounts(padding, input_shape, span, strides)
+    (top, bottom), (left, right) = check_fits(input_shape, kernel_shape, padding, strides, dilations)
     padded = (input_shape[0] + top + bottom, input_shape[1] + left + right)
-    check_fits(kernel_shape, dilations, input_shape, padded)
     X, K = common_dtype(adapter, X, K)
     if top or bottom or left or right:
         X = adapter.pad(X, (top, bottom), (left, right))
@@ -48,7 +48,42 @@ def correlate(
         for n in tuple(X.shape)[:-2]:
             batch *= int(n)
         method = choose_method(adapter, padded, K, strides, dilations, batch)
+        if method == "fft":
+            return _exact_fft(adapter, padded, X, K, strides, dilations, batch)
+    if method == "fft" and adapter.corr2d_fft is not None:
+        return _exact.fft(adapter, X, K, strides, dilation=dilations)  # non-finite inputs stay in their windows
     return _run(adapter, method, X, K, strides, dilations)
+
+
+def _exact_fft(adapter: ModuleType, padded: tuple[int, int], X: Any, K: Any, strides: tuple[int, int],
+               dilations: tuple[int, int], batch: int) -> Any:
+    """``auto`` when the FFT is cheapest: the FFT with every output certified (``d2lconv._exact``; non-finite
+    inputs and what fails the certificate are recomputed locally), if it still is cheapest with the
+    certificate's cost; an exact method where the values cannot be checked (a tracer) or the kernel is not
+    finite."""
+    found = _exact.scan(adapter, X)
+    kernel = _exact.concrete(adapter, K)
+    if found is None or kernel is None or not np.isfinite(kernel).all():
+        method = choose_method(adapter, padded, K, strides, dilations, batch, fft=False)
+        return _run(adapter, method, X, K, strides, dilations)
+    passes = adapter.FFT_PASSES + _exact.SCAN_PASSES
+    if found.signed or _exact.both_signs(kernel):
+        passes += adapter.FFT_PASSES  # a second FFT, of |X| and |K|, finds each output's S
+    method = choose_method(adapter, padded, K, strides, dilations, batch, fft_passes=passes)
+    if method != "fft":
+        return _run(adapter, method, X, K, strides, dilations)
+    return _exact.fft(adapter, X, K, strides, found, certify=True, dilation=dilations)
+
+
+def check_fits(input_shape: tuple[int, int], kernel_shape: tuple[int, int], padding: Any,
+               strides: tuple[int, int], dilation: tuple[int, int] = ONE) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The padding ``((top, bottom), (left, right))``, or a ``ValueError`` if the (dilated) kernel is larger
+    than the padded input."""
+    (top, bottom), (left, right) = pad_amounts(padding, input_shape, methods.dilated_shape(kernel_shape, dilation),
+                                               strides)
+    padded = (input_shape[0] + top + bottom, input_shape[1] + left + right)
+    check_span(kernel_shape, dilation, input_shape, padded)
+    return (top, bottom), (left, right)
 
 
 def result_shape(input_shape: tuple[int, int], kernel_shape: tuple[int, int], padding: Any = 0,
@@ -91,12 +126,13 @@ def _loop(adapter: ModuleType, X: Any, K: Any, stride: tuple[int, int], dilation
     if dilation != ONE:
         K = dilate(adapter, K, dilation)
     lead, (H, W) = tuple(X.shape[:-2]), tuple(X.shape[-2:])
-    if lead:
-        planes = adapter.reshape(X, (-1, H, W))
-        Y = adapter.stack([adapter.corr2d_loop(planes[i], K) for i in range(planes.shape[0])], 0)
-        Y = adapter.reshape(Y, lead + tuple(Y.shape[-2:]))
-    else:
-        Y = adapter.corr2d_loop(X, K)
+    with np.errstate(invalid="ignore"):  # NaN from inf * 0 or inf - inf is the answer (NumPy would warn)
+        if lead:
+            planes = adapter.reshape(X, (-1, H, W))
+            Y = adapter.stack([adapter.corr2d_loop(planes[i], K) for i in range(planes.shape[0])], 0)
+            Y = adapter.reshape(Y, lead + tuple(Y.shape[-2:]))
+        else:
+            Y = adapter.corr2d_loop(X, K)
     if stride == ONE:
         return Y
     return Y[(slice(None),) * len(lead) + (slice(None, None, stride[0]), slice(None, None, stride[1]))]

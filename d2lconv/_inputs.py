@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import importlib
 import math
+import re
 import warnings
-from numbers import Integral
+from numbers import Integral, Number
 from types import ModuleType
 from typing import Any
 
@@ -28,6 +29,9 @@ _FRAMEWORK_BY_MODULE = {
     "mxnet": "mxnet",
 }
 _RaggedWarning = getattr(np, "exceptions", np).VisibleDeprecationWarning  # NumPy < 1.24 only warns
+# The real types of the ml_dtypes package, which TensorFlow and JAX use: bfloat16, float8_e4m3fn, int4, ...
+# (NumPy sees them as opaque 'V' data; they convert to float32 exactly.)
+_ML_DTYPES = re.compile(r"(b?float|u?int)\d")
 _STORED_DTYPES = frozenset({np.dtype(np.float32), np.dtype(np.float64)})  # kept as they are
 
 
@@ -37,11 +41,11 @@ def framework_of(x: Any) -> str | None:
 
 
 def compute_dtype(dtype: np.dtype, name: str = "input") -> np.dtype:
-    """float64 stays float64; every other real dtype (ints, bools, float16) is computed in float32."""
+    """float64 stays float64; every other real dtype (ints, bools, float16, bfloat16) is computed in float32."""
     dtype = np.dtype(dtype)
     if dtype == np.float64:
         return dtype
-    if dtype.kind in "biuf":
+    if dtype.kind in "biuf" or (dtype.kind == "V" and _ML_DTYPES.match(dtype.name)):
         return np.dtype(np.float32)
     raise TypeError(
         f"{name}: expected real numbers, got dtype {dtype} (complex, text and object data are not supported)"
@@ -69,6 +73,11 @@ def as_tensor(adapter: ModuleType, data: Any, name: str = "input") -> Any:
         if dtype in _STORED_DTYPES:  # the common case, decided without building dtypes
             return data
         return adapter.cast(data, compute_dtype(dtype, name))
+    if data is None:
+        raise TypeError(f"{name} is None; expected a 2-D array of real numbers (a tensor, a NumPy array or nested "
+                        "lists)")
+    if isinstance(data, (Number, np.generic)) or (isinstance(data, np.ndarray) and data.ndim == 0):
+        _scalar(data, name)
     framework = framework_of(data)
     if framework == adapter.NAME:
         raise TypeError(
@@ -108,9 +117,20 @@ def check_image(x: Any, name: str) -> tuple[int, int]:
     return int(shape[-2]), int(shape[-1])
 
 
+def _scalar(data: Any, name: str) -> None:
+    """A single number where a 2-D array belongs: say so, and how to write it as one."""
+    value = data.item() if isinstance(data, (np.ndarray, np.generic)) else data
+    if isinstance(value, (str, bytes, complex)):
+        return  # text or a complex number: the dtype check names it
+    raise ValueError(f"{name} must be 2-D (height, width), got the scalar {value!r}"
+                     f" (as a 1x1 {'kernel' if name == 'K' else 'array'}: [[{value!r}]])")
+
+
 def check_matrix(x: Any, name: str) -> tuple[int, int]:
     """The shape of ``x`` if it is a non-empty 2-D tensor, else a ``ValueError`` that shows the shape."""
     shape = tuple(x.shape)
+    if not shape:
+        raise ValueError(f"{name} must be 2-D (height, width), got a scalar (shape ())")
     if len(shape) != 2:
         raise ValueError(f"{name} must be 2-D (height, width), got shape {shape}")
     if 0 in shape:
@@ -142,7 +162,7 @@ def dilation_pair(dilation: Any) -> tuple[int, int]:
     return pair(dilation, "dilation", minimum=1)
 
 
-def check_fits(kernel_shape: tuple[int, int], dilation: tuple[int, int], input_shape: tuple[int, int],
+def check_span(kernel_shape: tuple[int, int], dilation: tuple[int, int], input_shape: tuple[int, int],
                padded: tuple[int, int]) -> None:
     """A ``ValueError`` naming the shapes if the (dilated) kernel is larger than the (padded) input."""
     span = tuple((k - 1) * d + 1 for k, d in zip(kernel_shape, dilation))

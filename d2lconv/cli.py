@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 import d2lconv as dc
-from d2lconv import images
-from d2lconv._backend import FRAMEWORKS, canonical_name
+from d2lconv import images, methods
+from d2lconv._backend import FRAMEWORKS, canonical_name, load_adapter
 from d2lconv._usage import RunError, UsageError
 from d2lconv.compare import book_checks, run_compare
 from d2lconv.images import ImageError, MissingPackageError
@@ -73,13 +73,17 @@ symmetric about 0; responses that are never negative (box, gaussian) run from bl
 
 LEARN_EPILOG = """examples:
   d2lconv learn                           learn the book's [[1, -1]] back from the sample image
-  d2lconv learn photo.jpg --kernel sobel-x --epochs 1000 --plot learn.png
+  d2lconv learn photo.jpg --kernel sobel-x --plot learn.png
+  d2lconv learn photo.jpg --kernel laplacian --method gd --epochs 1000
   d2lconv learn --kernel laplacian --lr 2e-5 --init zeros --backend torch
 
-The target is corr2d(image, kernel); train_kernel then learns the kernel back from the image and the
-target by gradient descent. '--lr auto' (the default) takes 1 / the loss's largest curvature, a step
-that never diverges. The image's mean is subtracted first (--no-center to keep it), which makes
-gradient descent converge many times faster.
+The target is corr2d(image, kernel); the kernel is then learned back from the image and the target by
+minimising the book's loss, the summed squared error. That loss is quadratic in the kernel, so
+'--method solve' (the default) solves for its minimum directly (least squares, in float64: exact in one
+step); '--method gd' runs the book's gradient descent with train_kernel, where '--lr auto' (its default)
+takes 1 / the loss's largest curvature, a step that never diverges. Giving --epochs, --lr, --init or
+--seed chooses gd. The image's mean is subtracted first (--no-center to keep it), which makes gradient
+descent converge many times faster.
 """
 
 BOOK_KERNEL = "[[1.0, -1.0]]"
@@ -97,6 +101,7 @@ def run_demo(args: argparse.Namespace) -> int:
     say = print if args.json != "-" else _silent
     book = dc.book
     backend = dc.get_backend()
+    load_adapter(backend)  # a missing framework fails here, before the header
     say(f"d2lconv demo on the {backend!r} backend\n")
     X, K = book.figure_input(), book.figure_kernel()
     figure = dc.corr2d(X, K, method="loop")
@@ -120,7 +125,7 @@ def run_demo(args: argparse.Namespace) -> int:
             say(f"epoch {epoch}, loss {loss:.3f}")
 
     seeded, seeded_times = _timed_training(X, Y, seed=args.seed, init="random", callback=book_line)
-    say(f"\nThe learned kernel: {seeded.kernel.astype(float).round(4).tolist()} (K is {BOOK_KERNEL})")
+    say(f"\nThe learned kernel: {kernel_text(seeded.kernel)} (K is {BOOK_KERNEL})")
     zeros, zeros_times = _timed_training(X, Y, seed=None, init="zeros")
     record = {
         "command": "d2lconv demo",
@@ -164,6 +169,12 @@ def run_demo(args: argparse.Namespace) -> int:
         if args.json != "-":
             print(f"wrote {plot_path}")
     return 0
+
+
+def kernel_text(kernel: Any) -> str:
+    """A kernel as nested lists with four decimals each, as ``compare`` prints it: ``[[1.0696, -0.9098]]``."""
+    rows = np.atleast_2d(np.asarray(kernel, dtype=float))
+    return "[" + ", ".join("[" + ", ".join(f"{value:.4f}" for value in row) + "]" for row in rows) + "]"
 
 
 def to_json(record: dict[str, Any]) -> str:
@@ -244,6 +255,7 @@ def run_edges(args: argparse.Namespace) -> int:
         images.image_format(output)
         outputs.append(output)
     plot_path = _check_plot(args.plot)
+    refuse_overwrite(args.image, *(("-o", output) for output in outputs), ("--plot", plot_path))
     kernels = [make_kernel() for _, make_kernel in bank]
     for kernel in kernels:
         _check_fits(image, kernel)
@@ -301,8 +313,10 @@ def _filter_bank(image: np.ndarray, kernels: list[np.ndarray]) -> list[np.ndarra
 def run_learn(args: argparse.Namespace) -> int:
     """Filter an image with a kernel, then learn the kernel back from the image and the result."""
     label, make_kernel = _kernel_from(args)
+    method = _learn_method(args)
     image, name = _load_image(args.image)
     plot_path = _check_plot(args.plot)
+    refuse_overwrite(args.image, ("--plot", plot_path))
     kernel = make_kernel()
     original = _size(image)
     if args.max_size:
@@ -312,18 +326,93 @@ def run_learn(args: argparse.Namespace) -> int:
     inputs = image - mean if args.center else image
     X = dc.tensor(inputs.astype(np.float32))
     Y = dc.corr2d(X, dc.tensor(kernel))
-    lr = args.lr
-    if lr == "auto":
-        curvature = dc.largest_curvature(inputs, kernel.shape)
-        lr = 1.0 / curvature
-        lr_text = f"auto = {lr:.3g} (1 / the loss's largest curvature, {curvature:.4g})"
-    else:
-        lr_text = f"{lr:g}"
     shrunk = f", shrunk from {original}" if _size(image) != original else ""
     centred = f", mean {mean:.3f} subtracted" if args.center else ""
     print(f"learning kernel {label!r} ({kernel.shape[0]}x{kernel.shape[1]}) back from {name} "
           f"({_size(image)}{shrunk}{centred}) on the {dc.get_backend()!r} backend")
-    print(f"lr {lr_text}, {args.epochs} epochs, init {args.init}"
+    if method == "solve":
+        print("method solve: the loss's minimum solved for by least squares in float64 "
+              "(--method gd for the book's gradient descent)", flush=True)
+        started = time.perf_counter()
+        learned = dc.least_squares_kernel(X, Y, kernel.shape)
+        seconds = time.perf_counter() - started
+        losses = None
+    else:
+        result, per_epoch, lr = _descend(args, X, Y, inputs, kernel.shape)
+        learned, losses = np.asarray(result.kernel, dtype=np.float64), result.losses
+    difference = float(np.abs(learned - kernel).max())
+    print()
+    print(_side_by_side(kernel, learned))
+    print(f"\nlargest difference |learned - true|: {difference:.2g}")
+    if losses is None:
+        target = dc.to_numpy(Y).astype(np.float64)
+        residual = methods.corr2d_direct(inputs, learned) - target  # the loss in float64, whatever the backend
+        print(f"loss {float((target ** 2).sum()):.4g} at a zero kernel -> {float((residual ** 2).sum()):.4g} "
+              f"solved ({1e3 * seconds:.3g} ms)")
+    else:
+        print(f"loss {losses[0]:.4g} -> {losses[-1]:.4g} after {args.epochs} epochs "
+              f"({1e3 * per_epoch:.3g} ms per epoch)")
+    outputs = (image.shape[0] - kernel.shape[0] + 1) * (image.shape[1] - kernel.shape[1] + 1)
+    if outputs < kernel.size:
+        print(f"the {_size(image)} image gives only {outputs} target values for the kernel's {kernel.size} "
+              "numbers, so many kernels fit them: use a larger image (--max-size)")
+    elif difference > 1e-2 and method == "solve":
+        print("many kernels fit this image as well as the true one (it has too little detail to pin down "
+              "every coefficient): use a larger or more detailed image (--max-size)")
+    elif difference > 1e-2:
+        print(f"not converged to 1e-2 yet: try --epochs {4 * args.epochs}, or --method solve"
+              + ("" if args.center else ", or leave out --no-center"))
+    if plot_path is not None:
+        from d2lconv.plots import Panel, robust_limit, save_figure
+
+        prediction = dc.to_numpy(dc.corr2d(X, dc.tensor(learned.astype(np.float32))))
+        method_title = "least squares" if method == "solve" else "gradient descent"
+        limit = max(float(np.abs(kernel).max()), float(np.abs(learned).max())) or 1.0
+        kernel_signed = bool((kernel < 0).any() or (learned < 0).any())
+        target = dc.to_numpy(Y)
+        target_signed = bool(kernel_signed or (target < 0).any())
+        shown = robust_limit(target)  # the same scale for both, set by the bulk of the target, not its extremes
+        save_figure(plot_path, [
+            Panel(f"input: {name}" + (" (centred)" if args.center else ""), inputs, signed=args.center,
+                  gray=True),
+            Panel(f"target: corr2d(input, {label})", target, signed=target_signed, limit=shown),
+            Panel("prediction: corr2d(input, learned)", prediction, signed=target_signed, limit=shown),
+            Panel(f"true kernel {label}", kernel, signed=kernel_signed, kernel=True, limit=limit),
+            Panel(f"learned kernel (max diff {difference:.1g})", learned, signed=kernel_signed, kernel=True,
+                  limit=limit),
+        ], losses=None if losses is None else {f"lr {lr:.3g}, init {args.init}": losses},
+            title=f"d2lconv learn on the {dc.get_backend()!r} backend ({method_title})")
+        print(f"wrote {plot_path}")
+    return 0
+
+
+GRADIENT_OPTIONS = {"epochs": DEFAULT_EPOCHS, "lr": "auto", "init": "random", "seed": 0}
+
+
+def _learn_method(args: argparse.Namespace) -> str:
+    """``--method``, or gd when a gradient-descent option is given without it; fills in those options' defaults."""
+    given = [f"--{option}" for option in GRADIENT_OPTIONS if getattr(args, option) is not None]
+    method = args.method or ("gd" if given else "solve")
+    if method == "solve" and given:
+        raise UsageError(f"{', '.join(given)} only apply to --method gd (gradient descent); --method solve "
+                         "solves for the kernel in one step")
+    for option, default in GRADIENT_OPTIONS.items():
+        if getattr(args, option) is None:
+            setattr(args, option, default)
+    return method
+
+
+def _descend(args: argparse.Namespace, X: Any, Y: Any, inputs: np.ndarray,
+             kernel_shape: tuple[int, int]) -> tuple[dc.TrainResult, float, float]:
+    """The book's gradient descent with ``train_kernel``: the result, the median seconds per epoch, the lr."""
+    lr = args.lr
+    if lr == "auto":
+        curvature = dc.largest_curvature(inputs, kernel_shape)
+        lr = 1.0 / curvature
+        lr_text = f"auto = {lr:.3g} (1 / the loss's largest curvature, {curvature:.4g})"
+    else:
+        lr_text = f"{lr:g}"
+    print(f"method gd: the book's gradient descent, lr {lr_text}, {args.epochs} epochs, init {args.init}"
           + (f", seed {args.seed}" if args.init == "random" else ""), flush=True)
     bar = _progress_bar(args.epochs, quiet=args.quiet)
     stamps = [time.perf_counter()]
@@ -335,49 +424,15 @@ def run_learn(args: argparse.Namespace) -> int:
             bar.set_postfix_str(f"loss {loss:.4g}", refresh=epoch == args.epochs)  # the last state is drawn
 
     try:
-        result = dc.train_kernel(X, Y, kernel.shape, lr=lr, epochs=args.epochs, init=args.init, seed=args.seed,
+        result = dc.train_kernel(X, Y, kernel_shape, lr=lr, epochs=args.epochs, init=args.init, seed=args.seed,
                                  callback=progress)
     except dc.TrainingDivergedError as error:
         raise RunError(f"{error} (on the command line: --lr auto)") from error
     finally:
         if bar is not None:
             bar.close()
-    learned = np.asarray(result.kernel, dtype=np.float64)
-    difference = float(np.abs(learned - kernel).max())
-    print()
-    print(_side_by_side(kernel, learned))
-    print(f"\nlargest difference |learned - true|: {difference:.2g}")
     per_epoch = statistics.median(np.diff(stamps[1:])) if len(stamps) > 2 else stamps[-1] - stamps[0]
-    print(f"loss {result.losses[0]:.4g} -> {result.losses[-1]:.4g} after {args.epochs} epochs "
-          f"({1e3 * per_epoch:.3g} ms per epoch)")
-    outputs = (image.shape[0] - kernel.shape[0] + 1) * (image.shape[1] - kernel.shape[1] + 1)
-    if outputs < kernel.size:
-        print(f"the {_size(image)} image gives only {outputs} target values for the kernel's {kernel.size} "
-              "numbers, so many kernels fit them: use a larger image (--max-size)")
-    elif difference > 1e-2:
-        print(f"not converged to 1e-2 yet: try --epochs {4 * args.epochs}"
-              + ("" if args.center else " or leave out --no-center"))
-    if plot_path is not None:
-        from d2lconv.plots import Panel, save_figure
-
-        prediction = dc.to_numpy(dc.corr2d(X, dc.tensor(learned.astype(np.float32))))
-        limit = max(float(np.abs(kernel).max()), float(np.abs(learned).max())) or 1.0
-        kernel_signed = bool((kernel < 0).any() or (learned < 0).any())
-        target = dc.to_numpy(Y)
-        target_signed = bool(kernel_signed or (target < 0).any())
-        shown = max(float(np.abs(target).max()), float(np.abs(prediction).max())) or 1.0
-        save_figure(plot_path, [
-            Panel(f"input: {name}" + (" (centred)" if args.center else ""), inputs, signed=args.center,
-                  gray=True),
-            Panel(f"target: corr2d(input, {label})", target, signed=target_signed, limit=shown),
-            Panel("prediction: corr2d(input, learned)", prediction, signed=target_signed, limit=shown),
-            Panel(f"true kernel {label}", kernel, signed=kernel_signed, kernel=True, limit=limit),
-            Panel(f"learned kernel (max diff {difference:.1g})", learned, signed=kernel_signed, kernel=True,
-                  limit=limit),
-        ], losses={f"lr {lr:.3g}, init {args.init}": result.losses},
-            title=f"d2lconv learn on the {dc.get_backend()!r} backend")
-        print(f"wrote {plot_path}")
-    return 0
+    return result, per_epoch, lr
 
 
 def _progress_bar(total: int, *, quiet: bool) -> Any:
@@ -463,6 +518,25 @@ def _check_fits(image: np.ndarray, kernel: np.ndarray) -> None:
     if kernel.shape[0] > image.shape[0] or kernel.shape[1] > image.shape[1]:
         raise UsageError(f"the {kernel.shape[0]}x{kernel.shape[1]} kernel is larger than the image "
                          f"({_size(image)})")
+
+
+def refuse_overwrite(image: str | None, *outputs: tuple[str, Path | str | None]) -> None:
+    """A ``UsageError`` if an output would write over the input image, or two outputs over each other."""
+    named = [(option, Path(path)) for option, path in outputs if path is not None]
+    if image is not None:
+        named.insert(0, ("IMAGE", Path(image)))
+    for i, (first, path) in enumerate(named):
+        for second, other in named[i + 1:]:
+            if _same_file(path, other):
+                what = "the input image" if first == "IMAGE" else f"also the {first} file"
+                raise UsageError(f"{second} {str(other)!r} is {what}; refusing to write over it (choose another "
+                                 "name)")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
 
 
 def _check_plot(path: str | None) -> Path | None:
@@ -551,6 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="d2lconv", description="The 'Convolutions for Images' chapter of d2l.ai on five backends.",
                      epilog=EPILOG, formatter_class=formatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    parser.add_argument("--version", action="version", version=f"d2lconv {dc.__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show tracebacks instead of one-line errors")
@@ -608,13 +683,17 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=formatter, help="learn a kernel back from an image and its response",
                                 description="Filter an image with a kernel, then learn the kernel back with "
                                             "train_kernel.")
-    learn.add_argument("--epochs", type=_positive_int, default=DEFAULT_EPOCHS,
-                       help=f"gradient descent steps (default {DEFAULT_EPOCHS})")
-    learn.add_argument("--lr", type=_learning_rate, default="auto",
-                       help="the learning rate, or 'auto': 1 / the loss's largest curvature (default)")
-    learn.add_argument("--init", choices=("random", "zeros"), default="random",
-                       help="the kernel's start: the framework's random init (default) or zeros")
-    learn.add_argument("--seed", type=int, default=0, help="seed of the random start (default 0)")
+    learn.add_argument("--method", choices=("solve", "gd"), default=None,
+                       help="solve: the loss's minimum by least squares, exact in one step (the default); "
+                            "gd: the book's gradient descent (the default when --epochs, --lr, --init or --seed "
+                            "is given)")
+    learn.add_argument("--epochs", type=_positive_int, default=None,
+                       help=f"gd: gradient descent steps (default {DEFAULT_EPOCHS})")
+    learn.add_argument("--lr", type=_learning_rate, default=None,
+                       help="gd: the learning rate, or 'auto': 1 / the loss's largest curvature (default)")
+    learn.add_argument("--init", choices=("random", "zeros"), default=None,
+                       help="gd: the kernel's start: the framework's random init (default) or zeros")
+    learn.add_argument("--seed", type=int, default=None, help="gd: seed of the random start (default 0)")
     learn.add_argument("--max-size", type=_size_limit, default=DEFAULT_MAX_SIZE, metavar="PIXELS",
                        help=f"shrink the image so its longest side is at most this (default {DEFAULT_MAX_SIZE}; "
                             "0 keeps it)")
@@ -638,6 +717,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise UsageError(str(error)) from error
         elif args.command != "compare":
             dc.get_backend()  # a bad D2LCONV_BACKEND is a usage error too
+        check_packages(args)
         return args.run(args)
     except KeyboardInterrupt:
         if args.debug:
@@ -647,14 +727,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (| head): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush does not fail
         return 141
-    except (UsageError, ImageError, dc.BackendNotInstalledError) as error:
-        return _fail(args, error, 2)
+    except (UsageError, ImageError, dc.BackendNotInstalledError, MissingPackageError) as error:
+        return _fail(args, error, 2)  # bad usage, or a package this command needs is missing
     except ValueError as error:
         return _fail(args, error, 2 if "D2LCONV_BACKEND" in str(error) else 1)
-    except (RunError, MissingPackageError, dc.TrainingDivergedError, OSError) as error:
+    except (RunError, dc.TrainingDivergedError, OSError) as error:
         return _fail(args, error, 1)
     except Exception as error:  # never a traceback without --debug
         return _fail(args, error, 1, f"{type(error).__name__}: {error} (run with --debug for the traceback)")
+
+
+def check_packages(args: argparse.Namespace) -> None:
+    """Fail before any work if the command's options need a package of the ``cli`` extra that is missing."""
+    image = getattr(args, "image", None)
+    if args.command == "edges" or image is not None:
+        images.require("PIL.Image", "reading and writing images" if image is not None else "writing an image")
+    if args.command == "learn" and args.max_size and args.max_size < images.SAMPLE_SIZE:
+        images.require("PIL.Image", "shrinking an image (--max-size)")
+    if getattr(args, "plot", None):
+        images.require("matplotlib", "--plot")
+    if args.command == "learn" and not args.quiet and sys.stderr.isatty():
+        images.require("tqdm", "the progress bar (or pass --quiet)")
 
 
 def _fail(args: argparse.Namespace, error: BaseException, status: int, message: str | None = None) -> int:

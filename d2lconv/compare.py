@@ -173,29 +173,41 @@ def _parse_json_output(text: str) -> dict[str, Any] | None:
 
 
 def _records_from(folder: Path, backends: Sequence[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The demo records in ``folder``'s ``*.json`` files. A file that is not one (unreadable, not JSON, or JSON
+    of something else, ``{}`` included) is skipped with a note on stderr that names it and says why."""
+    if folder.is_file():
+        raise UsageError(f"--from {str(folder)!r} is a file; give the directory that holds the JSON files")
     if not folder.is_dir():
         raise UsageError(f"--from {str(folder)!r}: no such directory")
     records: dict[str, Any] = dict.fromkeys(backends)
     notes: dict[str, str] = {}
-    skipped: list[str] = []
-    for path in sorted(folder.glob("*.json")):
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise UsageError(f"cannot read {str(path)!r}: {error}") from None
-        if not isinstance(record, dict) or record.get("backend") not in dc.BACKENDS or "learning" not in record:
-            skipped.append(path.name)
-            continue
-        if record["backend"] in records:
+    files = sorted(folder.glob("*.json"))
+    for path in files:
+        record, problem = _demo_record(path)
+        if problem:
+            print(f"compare: skipped {str(path)!r}: {problem}", file=sys.stderr)
+        elif record["backend"] in records:
             records[record["backend"]] = record
+    if not files:
+        print(f"compare: no *.json files in {str(folder)!r}", file=sys.stderr)
     for backend, record in records.items():
         if record is None:
             notes[backend] = (f"not run: no results for it in {str(folder)!r}; run 'tox -e demo-{backend}' "
                               f"(or 'd2lconv demo --backend {backend} --seed 0 --json {folder / (backend + '.json')}')")
-    if skipped:
-        print(f"compare: skipped {', '.join(skipped)} in {str(folder)!r}: not the JSON of 'd2lconv demo --json'",
-              file=sys.stderr)
     return records, notes
+
+
+def _demo_record(path: Path) -> tuple[dict[str, Any] | None, str]:
+    """The record in ``path``, or None and why it is not the JSON of ``d2lconv demo --json``."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        return None, f"cannot read it ({error})"
+    except json.JSONDecodeError as error:
+        return None, f"not valid JSON ({error})"
+    if not isinstance(record, dict) or record.get("backend") not in dc.BACKENDS or "learning" not in record:
+        return None, "not the JSON of 'd2lconv demo --json' (no 'backend' and 'learning' results)"
+    return record, ""
 
 
 def _kernel_text(kernel: Any) -> str:

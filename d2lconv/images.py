@@ -44,7 +44,10 @@ def require(module: str, purpose: str) -> Any:
 BACKGROUND_GRAIN = 0.12
 
 
-def sample_image(size: int = 128) -> np.ndarray:
+SAMPLE_SIZE = 128
+
+
+def sample_image(size: int = SAMPLE_SIZE) -> np.ndarray:
     """A ``size x size`` test picture with edges in every direction, drawn with NumPy (no file, no network).
 
     A soft diagonal gradient behind a bright disc, a dark square, a mid-grey triangle and a thin ring,

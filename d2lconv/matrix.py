@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from d2lconv._backend import active_adapter
-from d2lconv._corr import result_shape
+from d2lconv._corr import check_fits, result_shape
 from d2lconv._inputs import as_tensor, check_matrix, pad_amounts, pair, to_numpy
 
 
@@ -49,8 +49,9 @@ def corr2d_matrix(K: Any, input_shape: tuple[int, int], *, padding: Any = 0, str
     """
     adapter = active_adapter()
     K = as_tensor(adapter, K, "K")
-    check_matrix(K, "K")
+    kernel_shape = check_matrix(K, "K")
     shape = pair(input_shape, "input_shape", minimum=1)
+    check_fits(shape, kernel_shape, padding, pair(stride, "stride", minimum=1))  # the errors corr2d gives
     kernel = to_numpy(K)
     rows, cols, values, matrix_shape = corr2d_entries(kernel, shape, padding, stride)
     if sparse:

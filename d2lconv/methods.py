@@ -99,8 +99,8 @@ def rank_one_factors(kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None
     kernel = kernel.astype(np.float64)
     a, b = np.unravel_index(np.argmax(np.abs(kernel)), kernel.shape)
     pivot = kernel[a, b]
-    if pivot == 0:
-        return None
+    if pivot == 0:  # the zero kernel: zeros times zeros
+        return np.zeros(kernel.shape[0]), np.zeros(kernel.shape[1])
     column, row = kernel[:, b].copy(), kernel[a, :] / pivot
     if np.abs(kernel - np.outer(column, row)).max() > 4 * eps * abs(pivot) * max(kernel.shape):
         return None

@@ -1,8 +1,11 @@
 """One matplotlib figure per run: images and kernels as heat maps, and the loss curve on a log axis.
 
 Signed maps (edge responses, kernels) use a diverging colour map centred on zero (white is 0, red
-positive, blue negative, the scale symmetric); plain images are gray. Uses matplotlib's object API with
-the Agg canvas (no pyplot, no window, no global state), so it works on a machine without a display.
+positive, blue negative, the scale symmetric); plain images are gray. The scale of a signed map is set by
+the bulk of its values (:func:`robust_limit`), not by its few most extreme pixels, which on a real photo
+would leave everything else white; the colour bar's arrows say that values beyond it are clipped. Uses
+matplotlib's object API with the Agg canvas (no pyplot, no window, no global state), so it works on a
+machine without a display.
 """
 
 from __future__ import annotations
@@ -29,8 +32,21 @@ class Panel:
     values: np.ndarray
     signed: bool | None = None  # None: signed if any value is negative
     kernel: bool = False
-    limit: float | None = None  # for signed maps: the colour scale runs from -limit to +limit
+    limit: float | None = None  # for signed maps: the scale runs from -limit to +limit (default: robust_limit)
     gray: bool = False  # a signed image in gray (0 mid-grey), e.g. a centred photograph
+
+
+ROBUST_PERCENTILE = 99.0
+
+
+def robust_limit(values: np.ndarray, percentile: float = ROBUST_PERCENTILE) -> float:
+    """The ``percentile``-th percentile of ``|values|``: a symmetric colour scale that a handful of extreme
+    pixels cannot stretch. Falls back to the largest magnitude when most values are 0, and to 1 for all 0."""
+    magnitudes = np.abs(np.asarray(values, dtype=np.float64))
+    magnitudes = magnitudes[np.isfinite(magnitudes)]
+    if magnitudes.size == 0:
+        return 1.0
+    return float(np.percentile(magnitudes, percentile)) or float(magnitudes.max()) or 1.0
 
 
 def _figure_class() -> type:
@@ -90,8 +106,11 @@ def _drop_alpha(path: Path) -> None:
 def _heat_map(figure, ax, panel: Panel) -> None:
     values = np.asarray(panel.values, dtype=np.float64)
     signed = panel.signed if panel.signed is not None else bool((values < 0).any())
+    extend = "neither"
     if signed:
-        limit = panel.limit or float(np.abs(values).max(initial=0.0)) or 1.0
+        largest = float(np.abs(values).max(initial=0.0))
+        limit = panel.limit or ((largest or 1.0) if panel.kernel or panel.gray else robust_limit(values))
+        extend = "both" if largest > limit * (1 + 1e-9) else "neither"
         cmap = "gray" if panel.gray else SIGNED_CMAP
         image = ax.imshow(values, cmap=cmap, vmin=-limit, vmax=limit, interpolation="nearest")
     else:
@@ -101,7 +120,7 @@ def _heat_map(figure, ax, panel: Panel) -> None:
                           interpolation="nearest")
     rows, cols = values.shape
     ax.set_title(f"{panel.title}\n{rows}x{cols}", fontsize=10)
-    colorbar = figure.colorbar(image, ax=ax, shrink=0.8 if rows >= cols else 0.5, aspect=15)
+    colorbar = figure.colorbar(image, ax=ax, shrink=0.8 if rows >= cols else 0.5, aspect=15, extend=extend)
     colorbar.ax.tick_params(labelsize=8)
     if panel.kernel:
         ax.set_xticks(range(cols))

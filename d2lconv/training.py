@@ -5,6 +5,10 @@ descent is stable exactly when ``lr < 2 / L``, with ``L`` the largest eigenvalue
 ``2 A^T A`` (``A`` maps the parameters to the prediction). :func:`largest_curvature` estimates ``L`` from
 the data by power iteration; it tells a user which ``lr`` would be stable, and ``lr="auto"`` uses
 ``1 / L`` (the step that damps the stiffest direction fastest without overshoot).
+
+Because the loss is quadratic, its minimum can also be solved for directly: :func:`least_squares_kernel`
+solves the normal equations ``A^T A k = A^T y`` in float64, one pass over the data instead of the
+hundreds or thousands of gradient steps a real photograph needs (``d2lconv learn`` uses it by default).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import numpy as np
 
 from d2lconv import channel_methods, methods
 from d2lconv._backend import active_adapter
-from d2lconv._inputs import as_tensor, kernel_size_pair, to_numpy
+from d2lconv._inputs import as_tensor, check_matrix, kernel_size_pair, to_numpy
 
 LAYERS = ("builtin", "custom")
 # The operations channel_methods needs, in NumPy (without loading the numpy adapter package).
@@ -84,6 +88,8 @@ def train_kernel(
     X = as_tensor(adapter, X, "X")
     Y = as_tensor(adapter, Y, "Y")
     channels = _channels(X, Y, size, in_channels, out_channels)
+    for name, data in (("X", X), ("Y", Y)):
+        _check_finite(to_numpy(data), name)
     kernel_shape = size if channels is None else (channels[1], channels[0], *size)
     if adapter.dtype_of(Y) != adapter.dtype_of(X):
         Y = adapter.cast(Y, adapter.dtype_of(X))
@@ -137,6 +143,57 @@ def _channels(X: Any, Y: Any, size: tuple[int, int], in_channels: Any, out_chann
     return channels
 
 
+def least_squares_kernel(X: Any, Y: Any, kernel_size: Any) -> np.ndarray:
+    """The kernel ``K`` that minimises ``sum((corr2d(X, K) - Y) ** 2)``, solved for, as a float64 array.
+
+    The same loss :func:`train_kernel` descends (without a bias), minimised exactly: the loss is
+    quadratic in ``K``, so its minimum solves the normal equations ``G k = A^T y``, where row ``i`` of
+    ``A`` is the window of ``X`` under output ``i`` and ``G = A^T A`` is the loss's Hessian over 2.
+    ``X`` and ``Y`` may be tensors of the active backend, NumPy arrays or nested lists; the work is done
+    in float64 NumPy on their values (``A`` is built a block of rows at a time, never whole), costing one
+    pass of ``h*w``-by-``h*w`` products over the outputs. Where the data do not pin the kernel down (fewer
+    independent windows than kernel entries, e.g. a constant image), it returns the smallest-norm kernel
+    of those that fit best.
+    """
+    adapter = active_adapter()
+    kernel_shape = kernel_size_pair(kernel_size)
+    X, Y = _training_data(adapter, X, Y, kernel_shape)
+    X = np.asarray(to_numpy(X), dtype=np.float64)
+    Y = np.asarray(to_numpy(Y), dtype=np.float64)
+    windows = np.lib.stride_tricks.sliding_window_view(X, kernel_shape)  # (rows, cols, h, w), a view
+    size = kernel_shape[0] * kernel_shape[1]
+    gram = np.zeros((size, size))
+    moment = np.zeros(size)
+    rows_per_block = max(1, _BLOCK_ELEMENTS // (windows.shape[1] * size))
+    for start in range(0, windows.shape[0], rows_per_block):
+        block = windows[start:start + rows_per_block].reshape(-1, size)  # copies this block's windows only
+        gram += block.T @ block
+        moment += block.T @ Y[start:start + rows_per_block].ravel()
+    # lstsq (an SVD of the small Gram matrix) rather than solve: a singular G gets the minimum-norm answer.
+    kernel = np.linalg.lstsq(gram, moment, rcond=None)[0]
+    return kernel.reshape(kernel_shape)
+
+
+_BLOCK_ELEMENTS = 1 << 21  # float64 window values per block of A in least_squares_kernel (16 MiB)
+
+
+def _training_data(adapter: Any, X: Any, Y: Any, kernel_shape: tuple[int, int]) -> tuple[Any, Any]:
+    """``X`` and ``Y`` as tensors of the backend, checked to be 2-D and to fit a ``kernel_shape`` kernel."""
+    X = as_tensor(adapter, X, "X")
+    Y = as_tensor(adapter, Y, "Y")
+    (H, W), y_shape = check_matrix(X, "X"), check_matrix(Y, "Y")
+    expected = (H - kernel_shape[0] + 1, W - kernel_shape[1] + 1)
+    if min(expected) < 1:
+        raise ValueError(f"kernel_size {kernel_shape} is larger than X of shape {(H, W)}")
+    if y_shape != expected:
+        raise ValueError(
+            f"Y has shape {y_shape} but a {kernel_shape} kernel on X of shape {(H, W)} gives {expected}"
+        )
+    for name, data in (("X", X), ("Y", Y)):
+        _check_finite(to_numpy(data), name)
+    return X, Y
+
+
 def _check_options(lr: Any, epochs: Any, layer: Any, init: Any) -> None:
     if not (lr == "auto" or (isinstance(lr, Real) and not isinstance(lr, bool) and math.isfinite(lr) and lr > 0)):
         raise ValueError(f"lr must be a positive number or 'auto', got {lr!r}")
@@ -146,6 +203,16 @@ def _check_options(lr: Any, epochs: Any, layer: Any, init: Any) -> None:
         raise ValueError(f"unknown layer {layer!r}; choose one of {', '.join(map(repr, LAYERS))}")
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; choose one of {', '.join(map(repr, INITS))}")
+
+
+def _check_finite(values: np.ndarray, name: str) -> None:
+    """Training data with NaN or inf would only make the loss non-finite: say so before training."""
+    bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+    if bad:
+        nan = int(np.count_nonzero(np.isnan(values)))
+        kinds = ", ".join(f"{count} {kind}" for count, kind in ((nan, "NaN"), (bad - nan, "inf")) if count)
+        raise ValueError(f"{name} holds {bad} non-finite value{'s' if bad > 1 else ''} ({kinds}) among its "
+                         f"{values.size}; learning a kernel needs finite data")
 
 
 def _check_progress(losses: list[float], curvature: Callable[[], float], lr: float) -> None:

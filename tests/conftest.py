@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 
 import d2lconv as dc
 
@@ -56,6 +61,49 @@ def assert_close(actual, expected, *, scale=None):
     np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=atol)
 
 
+def window_sums(X, K, padding=((0, 0), (0, 0)), stride=(1, 1)):
+    """``sum(|X| * |K|)`` over each output's window: the scale each output's rounding error is measured against."""
+    X = np.abs(np.asarray(X, dtype=np.float64))
+    return reference_corr2d(np.where(np.isfinite(X), X, 0.0), np.abs(np.asarray(K, dtype=np.float64)), padding,
+                            stride)
+
+
+def assert_exact(actual, X, K, padding=((0, 0), (0, 0)), stride=(1, 1), *, slack=None):
+    """What auto promises: non-finite outputs exactly where the float64 oracle's are, and every other output
+    within ``tolerance(dtype) * sum(|X| * |K|)`` over its own window (plus ``slack``, an array or a number)."""
+    from d2lconv._exact import tolerance
+
+    Y = dc.to_numpy(actual)
+    with np.errstate(invalid="ignore"):  # inf * 0 in the oracle is NaN, as in every method
+        expected = reference_corr2d(X, K, padding, stride)
+    assert Y.shape == expected.shape, (Y.shape, expected.shape)
+    finite = np.isfinite(expected)
+    wrong = np.argwhere(np.isfinite(Y) != finite)
+    assert not len(wrong), f"non-finite where the oracle is finite or the reverse, at {wrong[:5].tolist()}"
+    allowed = tolerance(Y.dtype) * window_sums(X, K, padding, stride) + (0.0 if slack is None else slack)
+    allowed = np.broadcast_to(allowed, Y.shape)
+    error = np.abs(Y.astype(np.float64) - np.where(finite, expected, 0.0))
+    over = np.argwhere(finite & (error > allowed))
+    if len(over):
+        at = tuple(over[0])
+        raise AssertionError(f"{len(over)} outputs beyond their window's tolerance, e.g. at {at}: error "
+                             f"{error[at]:.3g}, allowed {allowed[at]:.3g} (value {expected[at]:.6g})")
+
+
+@contextlib.contextmanager
+def fft_preferred():
+    """auto's cost model with the FFT at its cheapest, so that auto takes it wherever the framework has one."""
+    from d2lconv._backend import active_adapter
+
+    adapter = active_adapter()
+    saved = adapter.FFT_PASSES
+    adapter.FFT_PASSES = 1 if saved is not None else None
+    try:
+        yield
+    finally:
+        adapter.FFT_PASSES = saved
+
+
 def method_is_unavailable(method: str) -> str | None:
     """Why ``method`` does not exist on this backend (a framework limitation), or None."""
     from d2lconv._backend import active_adapter
@@ -78,6 +126,27 @@ def each_method(methods=dc.METHODS):
     return params
 
 
+# TensorFlow 2.17-2.19's C++ runtime (XLA, through absl) writes these INFO lines straight to the process's
+# stderr at its first compile, before absl::InitializeLog; no setting silences them (2.21 writes none).
+_RUNTIME_INFO = re.compile(
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|I\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.]+:\d+\] .*"
+)
+
+
+def own_stderr(text):
+    """A command's stderr without the framework runtime's own INFO lines: what d2lconv itself wrote."""
+    return "".join(line for line in text.splitlines(keepends=True) if not _RUNTIME_INFO.fullmatch(line.rstrip("\n")))
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+# Property tests (tests/test_properties.py): a fixed, modest number of examples per test so that every backend's
+# suite stays within minutes and CI sees the same cases every run; HYPOTHESIS_PROFILE=explore tries new ones.
+settings.register_profile("d2lconv", max_examples=40, deadline=None, derandomize=True, database=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("explore", max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "d2lconv"))

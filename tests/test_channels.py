@@ -183,9 +183,9 @@ def test_corr2d_on_a_batch_is_corr2d_on_each_image(method, rng):
 def test_auto_on_the_benchmarks_kinds_of_shapes(stride, rng):
     """auto's choices (framework op or d2lconv's methods) all give the reference; the sizes are large enough
     (over 2**18 multiply-adds) that no backend takes its op for tiny problems everywhere."""
-    cases = [((4, 1, 100, 100), (1, 1, 3, 3), 1), ((1, 3, 60, 60), (8, 3, 3, 3), 1), ((1, 16, 20, 20), (16, 16, 3, 3), 1),
-             ((1, 8, 50, 50), (8, 1, 5, 5), 8), ((1, 1, 100, 100), (6, 1, 3, 3), 1), ((2, 2, 50, 50), (2, 2, 9, 9), 1),
-             ((2, 1, 100, 90), (3, 1, 2, 2), 1)]
+    cases = [((4, 1, 100, 100), (1, 1, 3, 3), 1), ((1, 3, 60, 60), (8, 3, 3, 3), 1),
+             ((1, 16, 20, 20), (16, 16, 3, 3), 1), ((1, 8, 50, 50), (8, 1, 5, 5), 8),
+             ((1, 1, 100, 100), (6, 1, 3, 3), 1), ((2, 2, 50, 50), (2, 2, 9, 9), 1), ((2, 1, 100, 90), (3, 1, 2, 2), 1)]
     for x_shape, k_shape, groups in cases:
         X = rng.standard_normal(x_shape).astype(np.float32)
         K = rng.standard_normal(k_shape).astype(np.float32)

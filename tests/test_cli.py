@@ -10,6 +10,7 @@ import threading
 
 import numpy as np
 import pytest
+from conftest import own_stderr
 
 import d2lconv as dc
 
@@ -69,7 +70,8 @@ def run_in(folder, *args, env=None):
 
 def assert_usage_error(done, *fragments, status=2):
     assert done.returncode == status, (done.returncode, done.stdout, done.stderr)
-    assert done.stderr.startswith("d2lconv: error: ") and done.stderr.count("\n") == 1, done.stderr
+    stderr = own_stderr(done.stderr)
+    assert stderr.startswith("d2lconv: error: ") and stderr.count("\n") == 1, done.stderr
     assert "Traceback" not in done.stderr
     for fragment in fragments:
         assert fragment in done.stderr, (fragment, done.stderr)
@@ -213,7 +215,7 @@ def test_learn_recovers_the_kernel_from_the_sample_and_plots_it(tmp_path):
     assert "true kernel" in out and "learned kernel" in out
     difference = float(out.split("largest difference |learned - true|: ")[1].split()[0])
     assert difference < 1e-2, out
-    assert done.stderr == ""  # no progress bar: stderr is not a terminal
+    assert own_stderr(done.stderr) == ""  # no progress bar: stderr is not a terminal
     width, height = picture_size(tmp_path / "learn.png")
     assert 1000 < width < 1400 and 600 < height < 900
 
@@ -314,7 +316,8 @@ def test_a_missing_optional_package_names_the_extra(tmp_path):
         "raise ModuleNotFoundError(\"No module named 'matplotlib'\", name='matplotlib')\n")
     done = run_in(tmp_path, "demo", "--plot", "demo.png",
                   env={"PYTHONPATH": os.pathsep.join([str(fake), os.environ.get("PYTHONPATH", "")])})
-    assert_usage_error(done, "needs matplotlib", "pip install 'd2lconv[cli]'", status=1)
+    assert_usage_error(done, "needs matplotlib", "pip install 'd2lconv[cli]'", status=2)  # as a missing framework
+    assert done.stdout == ""  # found before any work
     assert not (tmp_path / "demo.png").exists()
 
 
@@ -381,3 +384,148 @@ def test_output_files_are_written_completely_or_not_at_all(tmp_path):
     assert target.read_text() == "old" and [path.name for path in tmp_path.iterdir()] == ["result.json"]
     write_text(target, "new")
     assert target.read_text() == "new" and len(list(tmp_path.iterdir())) == 1
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Issue 9: the command line as a new user meets it.
+
+
+def fake_packages(folder, **modules):
+    """A folder of stand-in top-level modules whose import runs the given code; put it first on PYTHONPATH."""
+    for name, code in modules.items():
+        (folder / name).mkdir(parents=True)
+        (folder / name / "__init__.py").write_text(code)
+    return {"PYTHONPATH": os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")])}
+
+
+def missing(name):
+    return f"raise ModuleNotFoundError(\"No module named '{name}'\", name='{name}')\n"
+
+
+def run_on_a_terminal(folder, *args, env=None):
+    """The command line with stderr on a pseudo-terminal (stdout piped); returns (status, stdout, terminal text)."""
+    import pty
+
+    main, secondary = pty.openpty()
+    chunks = []
+
+    def drain():
+        while True:
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:
+                return
+            if not chunk:
+                return
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        done = subprocess.run([sys.executable, "-m", "d2lconv", *args], stdout=subprocess.PIPE, stderr=secondary,
+                              text=True, timeout=600, cwd=folder, env={**os.environ, **(env or {})})
+    finally:
+        os.close(secondary)
+        reader.join(timeout=10)
+        os.close(main)
+    return done.returncode, done.stdout, b"".join(chunks).decode(errors="replace")
+
+
+def write_photo(path):
+    from PIL import Image
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (24, 32), dtype=np.uint8)).save(path)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("args", [
+    ["edges", "photo.png", "-o", "photo.png"],
+    ["edges", "photo.png", "--plot", "photo.png"],
+    ["edges", "photo.png", "--plot", "./photo.png"],
+    ["learn", "photo.png", "--plot", "photo.png", "--epochs", "1", "--quiet"],
+])
+def test_an_output_never_overwrites_the_input_image(tmp_path, args):
+    before = write_photo(tmp_path / "photo.png")
+    done = run_in(tmp_path, *args)
+    assert_usage_error(done, "is the input image", "refusing to write over it")
+    assert done.stdout == "" and (tmp_path / "photo.png").read_bytes() == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["photo.png"]
+
+
+def test_the_response_and_the_figure_cannot_share_a_file(tmp_path):
+    done = run_in(tmp_path, "edges", "-o", "out.png", "--plot", "out.png")
+    assert_usage_error(done, "--plot 'out.png' is also the -o file")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("package", "args", "needs"), [
+    ("PIL", ["edges"], "writing an image needs Pillow"),
+    ("PIL", ["learn", "photo.png", "--quiet"], "needs Pillow"),
+    ("PIL", ["learn", "--max-size", "32", "--quiet"], "shrinking an image (--max-size) needs Pillow"),
+    ("matplotlib", ["learn", "--plot", "fig.png", "--quiet"], "--plot needs matplotlib"),
+    ("matplotlib", ["edges", "--plot", "fig.png"], "--plot needs matplotlib"),
+])
+def test_a_missing_optional_package_is_found_before_any_work(tmp_path, package, args, needs):
+    write_photo(tmp_path / "photo.png")
+    done = run_in(tmp_path, *args, env=fake_packages(tmp_path / "fake", **{package: missing(package)}))
+    assert_usage_error(done, needs, "pip install 'd2lconv[cli]'", status=2)
+    assert done.stdout == ""
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["fake", "photo.png"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+def test_a_missing_tqdm_is_found_before_learning_starts(tmp_path):
+    status, out, terminal = run_on_a_terminal(tmp_path, "learn", "--epochs", "2",
+                                              env=fake_packages(tmp_path / "fake", tqdm=missing("tqdm")))
+    assert status == 2 and out == ""
+    assert "the progress bar (or pass --quiet) needs tqdm" in terminal and "Traceback" not in terminal
+
+
+def test_a_missing_framework_from_the_environment_prints_nothing_first(tmp_path):
+    absent = [name for name in dc.BACKENDS if name not in dc.available_backends()][0]
+    done = run_in(tmp_path, "demo", env={"D2LCONV_BACKEND": absent})
+    assert_usage_error(done, f"pip install 'd2lconv[{absent}]'")
+    assert done.stdout == ""
+
+
+def test_a_framework_that_fails_to_import_is_one_line_whatever_it_prints(tmp_path):
+    """What MXNet 1.9.1 does beside numpy >= 1.24: a FutureWarning, then a paragraph-long AttributeError."""
+    broken = ("import warnings\n"
+              "warnings.warn('In the future `np.bool` will be defined as the corresponding NumPy scalar.', "
+              "FutureWarning)\n"
+              "raise AttributeError(\"module 'numpy' has no attribute 'bool'.\\n`np.bool` was a deprecated alias "
+              "for the builtin `bool`. To avoid this error in existing code, use `bool` by itself.\")\n")
+    done = run_in(tmp_path, "demo", "--backend", "mxnet", env=fake_packages(tmp_path / "fake", mxnet=broken))
+    assert_usage_error(done, "MXNet is installed but fails to import (AttributeError: module 'numpy' has no "
+                             "attribute 'bool')", "pip install 'd2lconv[mxnet]'")
+    assert "FutureWarning" not in done.stderr and done.stdout == ""
+    numpy_version = tuple(int(part) for part in np.__version__.split(".")[:2])
+    assert ("needs numpy<1.24" in done.stderr) == (numpy_version >= (1, 24))
+
+
+def test_compare_skips_every_file_that_is_not_a_demo_record_and_names_it(tmp_path):
+    (tmp_path / "empty.json").write_text("{}")
+    (tmp_path / "broken.json").write_text("{not json")
+    (tmp_path / "blank.json").write_text("")
+    done = run_in(tmp_path, "compare", "--from", ".", "--backends", "numpy")
+    assert done.returncode == 0, done.stderr
+    for name in ("empty.json", "broken.json", "blank.json"):
+        assert f"compare: skipped '{name}'" in done.stderr
+    assert "not valid JSON" in done.stderr and "not the JSON of 'd2lconv demo --json'" in done.stderr
+    assert "not run: no results for it" in done.stdout
+
+
+def test_compare_from_a_file_or_an_empty_directory(tmp_path):
+    (tmp_path / "numpy.json").write_text("{}")
+    assert_usage_error(run_in(tmp_path, "compare", "--from", "numpy.json"), "--from 'numpy.json' is a file")
+    (tmp_path / "empty").mkdir()
+    done = run_in(tmp_path, "compare", "--from", "empty", "--backends", "numpy")
+    assert done.returncode == 0 and "no *.json files in 'empty'" in done.stderr
+
+
+def test_version_and_python_dash_m():
+    done = subprocess.run([sys.executable, "-m", "d2lconv", "--version"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == f"d2lconv {dc.__version__}"
+    done = subprocess.run([sys.executable, "-m", "d2lconv", "demo", "--help"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and "examples:" in done.stdout

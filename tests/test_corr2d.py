@@ -86,6 +86,36 @@ def test_integer_bool_and_half_inputs_compute_in_float32(dtype):
     assert dc.to_numpy(dc.tensor(X)).dtype == np.float32
 
 
+def bfloat16_tensor(values):
+    """``values`` as a bfloat16 tensor of the active framework (NumPy and MXNet have no such type)."""
+    backend = dc.get_backend()
+    if backend == "torch":
+        import torch
+
+        return torch.tensor(values, dtype=torch.bfloat16)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.constant(values, dtype=tf.bfloat16)
+    if backend == "jax":
+        import jax.numpy as jnp
+
+        return jnp.asarray(values, dtype=jnp.bfloat16)
+    raise TypeError(f"{dc.get_backend()} has no bfloat16 type")
+
+
+@pytest.mark.xfail(dc.get_backend() in ("numpy", "mxnet"), raises=TypeError, strict=True,
+                   reason="NumPy and MXNet's numpy arrays have no bfloat16 dtype")
+@pytest.mark.parametrize("method", each_method(("auto", "direct", "fft", "loop")))
+def test_bfloat16_tensors_compute_in_float32(method):
+    """They were refused with "expected real numbers, got dtype bfloat16"."""
+    values = np.arange(20.0).reshape(4, 5) / 4  # exact in bfloat16
+    Y = dc.corr2d(bfloat16_tensor(values), bfloat16_tensor([[1.0, -0.5], [0.25, 2.0]]), method=method)
+    assert dc.to_numpy(Y).dtype == np.float32
+    assert_close(Y, reference_corr2d(values, [[1.0, -0.5], [0.25, 2.0]]))
+    assert dc.to_numpy(bfloat16_tensor(values)).astype(np.float32).tolist() == values.tolist()
+
+
 def _float64_supported() -> bool:
     return dc.to_numpy(dc.tensor(np.zeros((1, 1), dtype=np.float64))).dtype == np.float64
 

@@ -27,6 +27,12 @@ X = np.ones((4, 5), dtype=np.float32)
         ((X, [[1.0, None]]), TypeError, r"K must hold real numbers"),
         (([[1.0, 2.0], [3.0]], [[1.0]]), ValueError, r"X is not a rectangular array"),
         ((X, "abc"), TypeError, r"K: expected real numbers"),
+        ((X, 2.0), ValueError, r"K must be 2-D .*got the scalar 2\.0 \(as a 1x1 kernel: \[\[2\.0\]\]\)"),
+        ((X, np.float32(3)), ValueError, r"K must be 2-D .*got the scalar 3\.0"),
+        ((X, np.array(2.0)), ValueError, r"K must be 2-D .*got (the|a) scalar"),  # a NumPy tensor on NumPy
+        ((7, [[1.0]]), ValueError, r"X must be 2-D .*got the scalar 7"),
+        ((None, [[1.0]]), TypeError, r"X is None; expected a 2-D array of real numbers"),
+        ((X, None), TypeError, r"K is None"),
     ],
 )
 def test_bad_corr2d_input(args, error, pattern):
@@ -122,3 +128,44 @@ def test_training_data_shapes_are_checked():
 def test_bad_layer_kernel_size(kernel_size):
     with pytest.raises((TypeError, ValueError), match="kernel_size"):
         dc.Conv2D(kernel_size)
+
+
+def test_a_native_scalar_is_named_too():
+    with pytest.raises(ValueError, match=r"K must be 2-D \(height, width\), got (a|the) scalar"):
+        dc.corr2d(X, dc.tensor([[2.0]])[0, 0])
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize(
+    ("kernel", "input_shape", "options", "pattern"),
+    [
+        ((5, 5), (3, 3), {}, r"kernel of shape \(5, 5\) is larger than the input of shape \(3, 3\)"),
+        ((4, 4), (3, 3), {}, r"kernel of shape \(4, 4\) is larger than the input of shape \(3, 3\)"),
+        ((2, 9), (3, 3), {}, r"kernel of shape \(2, 9\) is larger than the input of shape \(3, 3\)"),
+        ((6, 2), (3, 3), {"padding": 1}, r"\(6, 2\) is larger than the input of shape \(3, 3\) padded to \(5, 5\)"),
+    ],
+)
+def test_corr2d_matrix_refuses_a_kernel_larger_than_the_input_as_corr2d_does(kernel, input_shape, options, pattern,
+                                                                              sparse):
+    """It returned a (1, 9) matrix of zeros, a (0, 9) matrix, or NumPy's "negative dimensions are not allowed"."""
+    with pytest.raises(ValueError, match=pattern):
+        dc.corr2d(np.ones(input_shape), np.ones(kernel), **options)
+    with pytest.raises(ValueError, match=pattern):
+        dc.corr2d_matrix(np.ones(kernel), input_shape, sparse=sparse, **options)
+
+
+@pytest.mark.parametrize(
+    ("name", "values", "pattern"),
+    [
+        ("Y", [np.nan], r"Y holds 1 non-finite value \(1 NaN\) among its 42; learning a kernel needs finite data"),
+        ("X", [np.inf, -np.inf, np.nan], r"X holds 3 non-finite values \(1 NaN, 2 inf\) among its 48"),
+    ],
+)
+def test_training_data_must_be_finite(name, values, pattern):
+    """A NaN in Y was reported as "lr=0.03 is too large": the data are the problem, and that is said first."""
+    X = dc.to_numpy(dc.book.edge_image()).copy()
+    Y = dc.to_numpy(dc.corr2d(X, dc.book.edge_kernel())).copy()
+    target = X if name == "X" else Y
+    target.flat[[5, 17, 30][:len(values)]] = values
+    with pytest.raises(ValueError, match=pattern):
+        dc.train_kernel(X, Y, lr="auto")

@@ -121,7 +121,8 @@ def test_what_the_book_kernel_does_to_a_diagonal_edge():
     X = dc.book.diagonal_image(6)
     K = dc.book.edge_kernel()
     Y = dc.to_numpy(dc.corr2d(X, K))
-    # [[1, -1]] sees the diagonal as a staircase of vertical edges: exactly one 1 per row, on the diagonal
+    # [[1, -1]] sees the diagonal as a staircase of vertical edges: a 1 on the diagonal in every row but the
+    # last, whose step is at the right border (outside the 6x5 output)
     assert Y.shape == (6, 5)
     assert (Y == np.eye(6, 5)).all()
     # the transposed image is the mirrored staircase: the edges flip sign and sit one row lower

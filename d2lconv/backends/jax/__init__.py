@@ -33,6 +33,7 @@ from d2lconv.backends.jax.tab import (  # noqa: F401 (the adapter's names)
 )
 from d2lconv.backends.jax.tensors import (  # noqa: F401 (the adapter's names)
     cast,
+    concat,
     dtype_of,
     einsum,
     flip,
@@ -46,6 +47,7 @@ from d2lconv.backends.jax.tensors import (  # noqa: F401 (the adapter's names)
     stack,
     to_numpy,
     transpose,
+    zero_where,
 )
 
 NAME = "jax"

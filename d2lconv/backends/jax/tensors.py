@@ -73,3 +73,12 @@ def sparse_matrix(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape:
 
     indices = jnp.asarray(np.stack([rows, cols], axis=1))
     return sparse.BCOO((jnp.asarray(values), indices), shape=shape).sum_duplicates()
+
+
+def zero_where(x: jax.Array, mask: np.ndarray) -> jax.Array:
+    """``x`` with zeros where the NumPy boolean ``mask`` is True (differentiable in ``x``)."""
+    return jnp.where(mask, jnp.zeros((), x.dtype), x)
+
+
+def concat(tensors: list[jax.Array], axis: int) -> jax.Array:
+    return jnp.concatenate(tensors, axis=axis)

@@ -32,6 +32,7 @@ from d2lconv.backends.mxnet.tab import (  # noqa: F401 (the adapter's names)
 )
 from d2lconv.backends.mxnet.tensors import (  # noqa: F401 (the adapter's names)
     cast,
+    concat,
     dtype_of,
     einsum,
     flip,
@@ -45,6 +46,7 @@ from d2lconv.backends.mxnet.tensors import (  # noqa: F401 (the adapter's names)
     stack,
     to_numpy,
     transpose,
+    zero_where,
 )
 
 NAME = "mxnet"

@@ -32,12 +32,20 @@ def cast(x: np.ndarray, dtype: onp.dtype) -> np.ndarray:
 
 
 def is_constant(x: np.ndarray) -> bool:
-    """No gradient can reach ``x`` when it has no gradient buffer and nothing is being recorded.
+    """No gradient can reach ``x`` when it has no gradient buffer and is not part of what is being recorded.
 
-    MXNet does not expose whether an array was computed from one with a gradient buffer, so while
-    ``autograd.record()`` is on every kernel counts as variable.
+    While ``autograd.record()`` is on, ``autograd.get_symbol`` finds the recorded history of an array that was
+    computed (during recording) from one with a gradient buffer, and fails for an array outside it.
     """
-    return x.grad is None and not autograd.is_recording()
+    if x.grad is not None:
+        return False
+    if not autograd.is_recording():
+        return True
+    try:
+        autograd.get_symbol(x)
+    except mx.base.MXNetError:
+        return True  # not in the recorded graph: a constant
+    return False
 
 
 def transpose(x: np.ndarray) -> np.ndarray:
@@ -77,3 +85,12 @@ def sparse_matrix(rows: onp.ndarray, cols: onp.ndarray, values: onp.ndarray, sha
     """
     indptr = onp.concatenate([[0], onp.cumsum(onp.bincount(rows, minlength=shape[0]))])
     return mx.nd.sparse.csr_matrix((values, cols, indptr), shape=shape, dtype=values.dtype)
+
+
+def zero_where(x: np.ndarray, mask: onp.ndarray) -> np.ndarray:
+    """``x`` with zeros where the NumPy boolean ``mask`` is True (differentiable in ``x``)."""
+    return np.where(np.array(mask), np.zeros((), dtype=x.dtype), x)
+
+
+def concat(tensors: list[np.ndarray], axis: int) -> np.ndarray:
+    return np.concatenate(tensors, axis=axis)

@@ -34,6 +34,7 @@ from d2lconv.backends.numpy.tab import (  # noqa: F401 (the adapter's names)
 )
 from d2lconv.backends.numpy.tensors import (  # noqa: F401 (the adapter's names)
     cast,
+    concat,
     dtype_of,
     einsum,
     flip,
@@ -47,6 +48,7 @@ from d2lconv.backends.numpy.tensors import (  # noqa: F401 (the adapter's names)
     stack,
     to_numpy,
     transpose,
+    zero_where,
 )
 
 NAME = "numpy"

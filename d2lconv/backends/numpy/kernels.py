@@ -6,8 +6,8 @@ They compute the valid cross-correlation of an already padded input (see ``d2lco
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterator
-from functools import partial
+from collections.abc import Callable, Iterator
+from functools import partial, wraps
 from typing import Any
 
 import numpy as np
@@ -46,11 +46,24 @@ def _accumulate(out: np.ndarray, terms: Iterator[tuple[np.ndarray, float]], scra
         out += scratch
 
 
+def _quiet(function: Callable) -> Callable:
+    """``function`` without NumPy's "invalid value" warnings: NaN from ``inf - inf`` or ``inf * 0`` is the right
+    answer for a window that holds an inf (every other framework gives it silently)."""
+
+    @wraps(function)
+    def quiet(*args: Any, **kwargs: Any) -> Any:
+        with np.errstate(invalid="ignore"):
+            return function(*args, **kwargs)
+
+    return quiet
+
+
 def _planes(X: np.ndarray) -> np.ndarray:
     """``X`` as a stack of 2-D planes ``(B, H, W)`` (a view when its leading axes allow it)."""
     return X.reshape((-1, *X.shape[-2:]))
 
 
+@_quiet
 def corr2d_direct(X: np.ndarray, K: np.ndarray, stride: tuple[int, int] = ONE,
                   dilation: tuple[int, int] = ONE) -> np.ndarray:
     """The shared sum of shifted slices (``methods.corr2d_direct``), band by band in the cache.
@@ -73,6 +86,7 @@ def corr2d_direct(X: np.ndarray, K: np.ndarray, stride: tuple[int, int] = ONE,
     return Y.reshape((*X.shape[:-2], out_h, out_w))
 
 
+@_quiet
 def corr2d_separable(X: np.ndarray, column: np.ndarray, row: np.ndarray,
                      stride: tuple[int, int] = ONE, dilation: tuple[int, int] = ONE) -> np.ndarray:
     """A row pass then a column pass (``methods.corr2d_separable``), band by band in the cache."""
@@ -106,13 +120,13 @@ def _fft_module() -> Any:
     return fft
 
 
-corr2d_fft = partial(
+corr2d_fft = _quiet(partial(
     methods.corr2d_fft,
     rfft2=lambda x, s: _fft_module().rfft2(x, s),
     irfft2=lambda x, s: _fft_module().irfft2(x, s),
     flip=flip,
     dilate=partial(methods.dilate, stack=stack, reshape=reshape),
-)
+))
 
 
 corr2d_native = None

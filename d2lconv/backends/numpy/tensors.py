@@ -69,3 +69,12 @@ def sparse_matrix(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape:
     except ModuleNotFoundError as error:
         raise ImportError("sparse=True on the numpy backend needs SciPy: pip install scipy") from error
     return sparse.csr_matrix((values, (rows, cols)), shape=shape)
+
+
+def zero_where(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``x`` with zeros where the NumPy boolean ``mask`` is True."""
+    return np.where(mask, x.dtype.type(0), x)
+
+
+def concat(tensors: list[np.ndarray], axis: int) -> np.ndarray:
+    return np.concatenate(tensors, axis=axis)

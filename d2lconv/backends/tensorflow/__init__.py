@@ -39,6 +39,7 @@ from d2lconv.backends.tensorflow.tab import (  # noqa: F401 (the adapter's names
 )
 from d2lconv.backends.tensorflow.tensors import (  # noqa: F401 (the adapter's names)
     cast,
+    concat,
     dtype_of,
     einsum,
     flip,
@@ -52,6 +53,7 @@ from d2lconv.backends.tensorflow.tensors import (  # noqa: F401 (the adapter's n
     stack,
     to_numpy,
     transpose,
+    zero_where,
 )
 
 NAME = "tensorflow"

@@ -81,3 +81,13 @@ def sparse_matrix(rows: np.ndarray, cols: np.ndarray, values: np.ndarray,
                   shape: tuple[int, int]) -> tf.sparse.SparseTensor:
     """A ``tf.sparse.SparseTensor`` (the entries arrive unique and in row-major order, as it needs)."""
     return tf.sparse.SparseTensor(np.stack([rows, cols], axis=1).astype(np.int64), tf.constant(values), shape)
+
+
+def zero_where(x: Any, mask: np.ndarray) -> tf.Tensor:
+    """``x`` with zeros where the NumPy boolean ``mask`` is True (differentiable in ``x``)."""
+    x = _tensor(x)
+    return tf.where(mask, tf.zeros_like(x), x)
+
+
+def concat(tensors: list[Any], axis: int) -> tf.Tensor:
+    return tf.concat([_tensor(t) for t in tensors], axis)

@@ -24,7 +24,14 @@ def from_numpy(array: np.ndarray) -> torch.Tensor:
 
 
 def to_numpy(x: torch.Tensor) -> np.ndarray:
-    return x.detach().cpu().numpy()
+    """The tensor as NumPy; bfloat16 and float8, which NumPy lacks, come back as float32 (exactly)."""
+    x = x.detach().cpu()
+    try:
+        return x.numpy()
+    except TypeError:
+        if x.dtype.is_floating_point:
+            return x.float().numpy()
+        raise
 
 
 def dtype_of(x: torch.Tensor) -> np.dtype:
@@ -92,3 +99,12 @@ def sparse_matrix(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape:
     indices = torch.from_numpy(np.stack([rows, cols]).astype(np.int64))
     values = torch.from_numpy(np.ascontiguousarray(values))
     return torch.sparse_coo_tensor(indices, values, shape, check_invariants=True).coalesce()
+
+
+def zero_where(x: torch.Tensor, mask: np.ndarray) -> torch.Tensor:
+    """``x`` with zeros where the NumPy boolean ``mask`` is True (differentiable in ``x``)."""
+    return x.masked_fill(torch.from_numpy(mask).to(x.device), 0)
+
+
+def concat(tensors: list[torch.Tensor], axis: int) -> torch.Tensor:
+    return torch.cat(tensors, dim=axis)
