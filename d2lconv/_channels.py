@@ -15,7 +15,7 @@ from typing import Any
 from d2lconv import methods
 from d2lconv._auto import choose_channel_method, choose_method
 from d2lconv._backend import active_adapter
-from d2lconv._corr import _run, common_dtype, dilate
+from d2lconv._corr import _run, common_dtype, loop2d
 from d2lconv._inputs import as_tensor, check_span, dilation_pair, pad_amounts, pair
 
 METHODS: tuple[str, ...] = ("auto", "loop", "direct", "separable", "fft", "native")
@@ -129,15 +129,13 @@ def book_loop(adapter: ModuleType, X: Any, K: Any, stride: tuple[int, int], dila
 
     with each output channel reading only its group's input channels.
     """
-    if dilation != ONE:
-        K = dilate(adapter, K, dilation)
     lead, (C, H, W) = tuple(X.shape[:-3]), tuple(X.shape[-3:])
     O, Cg = K.shape[0], K.shape[1]
     Og = O // groups
     examples = adapter.reshape(X, (-1, C, H, W))
 
     def multi_in(x: Any, k: Any) -> Any:
-        return sum(adapter.corr2d_loop(x[c], k[c]) for c in range(Cg))
+        return sum(loop2d(adapter, x[c], k[c], dilation) for c in range(Cg))
 
     Y = adapter.stack([
         adapter.stack([multi_in(examples[n][(o // Og) * Cg:(o // Og + 1) * Cg], K[o]) for o in range(O)], 0)

@@ -122,25 +122,45 @@ def _run(adapter: ModuleType, method: str, X: Any, K: Any, stride: tuple[int, in
 
 
 def _loop(adapter: ModuleType, X: Any, K: Any, stride: tuple[int, int], dilation: tuple[int, int]) -> Any:
-    """The book's loop on every 2-D slice of ``X``; a dilated kernel is spread out with zeros first."""
-    if dilation != ONE:
-        K = dilate(adapter, K, dilation)
+    """The book's loop on every 2-D slice of ``X`` (see :func:`loop2d`), then the stride."""
     lead, (H, W) = tuple(X.shape[:-2]), tuple(X.shape[-2:])
     with np.errstate(invalid="ignore"):  # NaN from inf * 0 or inf - inf is the answer (NumPy would warn)
         if lead:
             planes = adapter.reshape(X, (-1, H, W))
-            Y = adapter.stack([adapter.corr2d_loop(planes[i], K) for i in range(planes.shape[0])], 0)
+            Y = adapter.stack([loop2d(adapter, planes[i], K, dilation) for i in range(planes.shape[0])], 0)
             Y = adapter.reshape(Y, lead + tuple(Y.shape[-2:]))
         else:
-            Y = adapter.corr2d_loop(X, K)
+            Y = loop2d(adapter, X, K, dilation)
     if stride == ONE:
         return Y
     return Y[(slice(None),) * len(lead) + (slice(None, None, stride[0]), slice(None, None, stride[1]))]
 
 
-def dilate(adapter: ModuleType, K: Any, dilation: tuple[int, int]) -> Any:
-    """The kernel with ``d - 1`` zeros between its taps (differentiable), in the adapter's tensors."""
-    return methods.dilate(K, dilation, stack=adapter.stack, reshape=adapter.reshape)
+def loop2d(adapter: ModuleType, X: Any, K: Any, dilation: tuple[int, int] = ONE) -> Any:
+    """The book's loop on a 2-D ``X``; with a dilation, once per phase of the output grid.
+
+    Output ``(i, j)`` with ``i = m d_h + r`` reads ``X[r + (m + a) d_h, ...]``: the undilated kernel on the
+    subsampled image ``X[r::d_h, c::d_w]``. So each of the ``d_h * d_w`` phases is the book's own loop, and
+    the phases interleave by a stack and a reshape. (Spreading the kernel with zeros instead would make an
+    inf between two taps a NaN: ``inf * 0``.)
+    """
+    if dilation == ONE:
+        return adapter.corr2d_loop(X, K)
+    (d_h, d_w), (h, w), (H, W) = dilation, tuple(K.shape), tuple(X.shape)
+    out_h, out_w = H - (h - 1) * d_h, W - (w - 1) * d_w
+    m, n = -(-out_h // d_h), -(-out_w // d_w)  # outputs per phase, the first phase's (the largest)
+    rows = []
+    for r in range(d_h):
+        phases = []
+        for c in range(d_w):
+            sub = X[r::d_h, c::d_w]
+            short = (max(0, m + h - 1 - sub.shape[0]), max(0, n + w - 1 - sub.shape[1]))
+            if any(short):  # the zeros only reach outputs past the end, which are cut off below
+                sub = adapter.pad(sub, (0, short[0]), (0, short[1]))
+            phases.append(adapter.corr2d_loop(sub, K)[:m, :n])
+        rows.append(adapter.stack(phases, -1))  # (m, n, d_w)
+    Y = adapter.reshape(adapter.stack(rows, 1), (m * d_h, n * d_w))  # (m, d_h, n, d_w): row m * d_h + r
+    return Y[:out_h, :out_w]
 
 
 def _rank_one_factors(adapter: ModuleType, K: Any) -> tuple[Any, Any]:
