@@ -17,8 +17,9 @@ from d2lconv._backend import (
     set_backend,
     use_backend,
 )
+from d2lconv._channels import corr2d_multi_in, corr2d_multi_in_out, corr2d_multi_in_out_1x1
 from d2lconv._corr import METHODS, convolve2d, corr2d
-from d2lconv._gradients import corr2d_gradients, layer_gradients
+from d2lconv._gradients import corr2d_gradients, gradients, layer_gradients
 from d2lconv._tensors import Conv2D, ones, tensor, to_numpy, transpose, zeros
 from d2lconv.exercises import GradientReport, check_gradients
 from d2lconv.matrix import corr2d_matrix
@@ -50,8 +51,12 @@ __all__ = [
     "corr2d",
     "corr2d_gradients",
     "corr2d_matrix",
+    "corr2d_multi_in",
+    "corr2d_multi_in_out",
+    "corr2d_multi_in_out_1x1",
     "layer_gradients",
     "get_backend",
+    "gradients",
     "kernels",
     "largest_curvature",
     "least_squares_kernel",

@@ -11,10 +11,15 @@ Costs are counted in *passes*: one pass multiplies and adds every output element
   path for small kernels, up to ``adapter.NATIVE_TAPS`` kernel elements at any size.
 The per-framework numbers are ratios of one framework's operations to each other, not times, so they carry
 over between machines; benchmarks/RESULTS.md shows how they were measured.
+
+Over channels (``corr2d_multi_in_out``), :func:`choose_channel_method` decides between the framework's own
+conv op and d2lconv's methods from the channels per group, with each adapter's ``CHANNEL_AUTO`` numbers
+(:class:`ChannelAuto`; benchmarks/RESULTS_CHANNELS.md).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -24,27 +29,108 @@ from d2lconv import methods
 SEPARABLE_MIN_OUTPUT = 4096
 
 
-def choose_method(adapter: ModuleType, input_shape: tuple[int, int], K: Any, stride: tuple[int, int], *,
-                  fft_passes: float | None = None, fft: bool = True) -> str:
-    """The name of the cheapest exact method for cross-correlating ``input_shape`` with ``K``.
+def choose_method(adapter: ModuleType, input_shape: tuple[int, int], K: Any, stride: tuple[int, int],
+                  dilation: tuple[int, int] = (1, 1), batch: int = 1, *, fft_passes: float | None = None,
+                  fft: bool = True) -> str:
+    """The name of the cheapest exact method for cross-correlating ``batch`` images of ``input_shape`` with ``K``.
 
+    A batch multiplies every method's cost alike, except the fixed cost per operation that ``NATIVE_BELOW``
+    and ``SEPARABLE_MIN_OUTPUT`` stand for, so those compare against the whole batch's work.
     ``fft_passes`` replaces the adapter's ``FFT_PASSES`` (``d2lconv._exact`` adds the cost of checking the
     FFT's accuracy); ``fft=False`` leaves the FFT out (for inputs whose values it cannot check).
     """
     fft_passes = adapter.FFT_PASSES if fft_passes is None else fft_passes
     has_fft = fft and adapter.corr2d_fft is not None
     h, w = K.shape
-    out_h, out_w = methods.valid_shape(input_shape, (h, w), stride)
-    taps = h * w
-    if taps <= adapter.NATIVE_TAPS or out_h * out_w * taps < adapter.NATIVE_BELOW:
+    out_h, out_w = methods.valid_shape(input_shape, (h, w), stride, dilation)
+    taps, outputs = h * w, batch * out_h * out_w
+    if taps <= adapter.NATIVE_TAPS or outputs * taps < adapter.NATIVE_BELOW:
         return "native"
-    if (h + w >= taps or out_h * out_w < SEPARABLE_MIN_OUTPUT) and (
+    if (h + w >= taps or outputs < SEPARABLE_MIN_OUTPUT) and (
             not has_fft or taps <= fft_passes * stride[0] * stride[1]):
         return "direct"  # the common small case, decided without the cost table
     costs = {"direct": taps}
     if has_fft:
         costs["fft"] = fft_passes * stride[0] * stride[1]
-    if (h + w < min(costs.values()) and out_h * out_w >= SEPARABLE_MIN_OUTPUT and adapter.is_constant(K)
+    if (h + w < min(costs.values()) and outputs >= SEPARABLE_MIN_OUTPUT and adapter.is_constant(K)
             and methods.rank_one_factors(adapter.to_numpy(K)) is not None):
         return "separable"
     return min(costs, key=costs.get)
+
+
+@dataclass(frozen=True)
+class ChannelAuto:
+    """An adapter's numbers for ``method="auto"`` on the channel functions: when the framework's own conv op
+    beats d2lconv's methods (``CHANNEL_AUTO`` in each adapter's ``channels.py``, measured there).
+
+    - ``native_from``: input channels per group from which the framework op wins (its matrix products use
+      the channels well); below it d2lconv's methods do. None: never (NumPy has no conv op).
+    - ``native_depthwise``: whether the framework op wins for grouped convolutions with one input channel
+      per group (depthwise), which some frameworks run with a dedicated kernel.
+    - ``native_below``: multiply-adds in all below which the framework op wins anyway (one call against
+      several small ones).
+    - ``fft_from_taps``: kernel taps (h * w) per input channel of a group from which d2lconv's FFT over
+      channels beats the framework op (and d2lconv's direct method) when several input channels meet: its
+      transforms cost the same for any kernel, but its contraction over channels per frequency grows with
+      the channels; None: never.
+    - ``native_bank_from`` and ``native_bank_pixels``: a bank of at least this many kernels on one input
+      channel goes to the framework op when each image has at most that many pixels (PyTorch's ``F.conv2d``
+      batches small single-channel images well); None: never.
+    - ``per_kernel_pixels``: with one input channel per group, images of at least this many pixels go one
+      kernel at a time through ``corr2d``'s fast paths; smaller ones take the direct method on every channel
+      at once (fewer, larger operations).
+    """
+
+    native_from: int | None
+    native_depthwise: bool = False
+    native_below: int = 0
+    fft_from_taps: int | None = None
+    native_bank_from: int | None = None
+    native_bank_pixels: int = 0
+    per_kernel_pixels: int = 0
+
+
+def choose_channel_method(adapter: ModuleType, batch: int, in_channels: int, input_shape: tuple[int, int], K: Any,
+                          stride: tuple[int, int], dilation: tuple[int, int], groups: int) -> str:
+    """The method for ``corr2d_multi_in_out``: ``"native"``, ``"direct"``, ``"fft"`` or ``"per_kernel"``.
+
+    With one input channel per group (a batch of single-channel images, a filter bank, a depthwise
+    convolution) each output channel is a 2-D cross-correlation, and ``"per_kernel"`` runs ``corr2d``'s own
+    choice for each kernel (the single-channel speed of every method); with several, the work is matrix
+    products over channels, where the framework's op is strong.
+    """
+    numbers: ChannelAuto = adapter.CHANNEL_AUTO
+    out_channels, per_group, h, w = (int(n) for n in K.shape)
+    taps = h * w
+    out_h, out_w = methods.valid_shape(input_shape, (h, w), stride, dilation)
+    native = adapter.corr2d_channels_native is not None
+    if native and batch * out_channels * out_h * out_w * per_group * taps < numbers.native_below:
+        return "native"
+    if per_group == 1:
+        if native and ((groups > 1 and numbers.native_depthwise) or taps <= adapter.NATIVE_TAPS):
+            return "native"
+        if (native and numbers.native_bank_from is not None and out_channels // groups >= numbers.native_bank_from
+                and input_shape[0] * input_shape[1] <= numbers.native_bank_pixels):
+            return "native"
+        return "per_kernel" if input_shape[0] * input_shape[1] >= numbers.per_kernel_pixels else "direct"
+    if (numbers.fft_from_taps is not None and taps >= numbers.fft_from_taps * per_group
+            and adapter.corr2d_fft is not None):
+        return "fft"
+    if native and numbers.native_from is not None and per_group >= numbers.native_from:
+        return "native"
+    return "direct"
+
+
+def choose_bank_method(adapter: ModuleType, K: Any, outputs: int) -> str:
+    """For one input channel per group on a fusing compiler (XLA): ``"direct"``, ``"separable"`` or ``"fft"``
+    for the whole bank of kernels ``K`` ``(O, 1, h, w)`` at once, by :func:`choose_method`'s costs."""
+    h, w = int(K.shape[2]), int(K.shape[3])
+    taps = h * w
+    if adapter.corr2d_fft is not None and taps > adapter.FFT_PASSES:
+        return "fft"
+    if h + w < taps and outputs >= SEPARABLE_MIN_OUTPUT and adapter.is_constant(K):
+        from d2lconv.channel_methods import rank_one_bank
+
+        if rank_one_bank(adapter.to_numpy(K)) is not None:
+            return "separable"
+    return "direct"

@@ -50,6 +50,7 @@ _DIRECT_TILE = 64
 _MOSTLY = 0.5
 # Up to this many non-finite inputs are marked one by one; more are counted with an integral image.
 _FEW = 4096
+ONE = (1, 1)
 
 
 @dataclass(frozen=True)
@@ -93,11 +94,12 @@ def concrete(adapter: ModuleType, x: Any) -> np.ndarray | None:
 
 
 def _largest_block_rms(values: np.ndarray) -> float:
-    """The largest root-mean-square over the ``BLOCK x BLOCK`` blocks of ``values`` (edge blocks may be smaller)."""
+    """The largest root-mean-square over the ``BLOCK x BLOCK`` blocks of ``values`` (edge blocks may be smaller),
+    over every 2-D slice of its leading axes (a batch)."""
     squares = np.square(values, dtype=np.float64 if values.dtype == np.float64 else np.float32)
-    rows, cols = (np.arange(0, n, BLOCK) for n in values.shape)
-    sums = np.add.reduceat(np.add.reduceat(squares, cols, axis=1, dtype=np.float64), rows, axis=0)
-    counts = np.outer(np.diff(np.append(rows, values.shape[0])), np.diff(np.append(cols, values.shape[1])))
+    rows, cols = (np.arange(0, n, BLOCK) for n in values.shape[-2:])
+    sums = np.add.reduceat(np.add.reduceat(squares, cols, axis=-1, dtype=np.float64), rows, axis=-2)
+    counts = np.outer(np.diff(np.append(rows, values.shape[-2])), np.diff(np.append(cols, values.shape[-1])))
     return float(np.sqrt((sums / counts).max()))
 
 
@@ -106,57 +108,66 @@ def both_signs(values: np.ndarray) -> bool:
 
 
 def windows_holding(mask: np.ndarray, kernel_shape: tuple[int, int], stride: tuple[int, int]) -> np.ndarray:
-    """For each output, whether its window holds a True of ``mask``."""
+    """For each output, whether its window holds a True of ``mask`` (any leading axes: each 2-D slice alone).
+
+    ``kernel_shape`` is the window's span (a dilated kernel's: conservative, as the outputs marked are
+    recomputed by an exact method anyway).
+    """
     (h, w), (s_h, s_w) = kernel_shape, stride
     out_h, out_w = methods.valid_shape(mask.shape, kernel_shape, stride)
-    spots = np.argwhere(mask)
+    planes = mask.reshape(-1, *mask.shape[-2:])
+    spots = np.argwhere(planes)
     if len(spots) > _FEW:  # many: count them per window with an integral image
-        table = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=np.int32)
-        np.cumsum(np.cumsum(mask, axis=0, dtype=np.int32), axis=1, out=table[1:, 1:])
+        table = np.zeros((planes.shape[0], planes.shape[1] + 1, planes.shape[2] + 1), dtype=np.int32)
+        np.cumsum(np.cumsum(planes, axis=1, dtype=np.int32), axis=2, out=table[:, 1:, 1:])
         rows, cols = slice(0, (out_h - 1) * s_h + 1, s_h), slice(0, (out_w - 1) * s_w + 1, s_w)
         ends_h, ends_w = slice(h, h + (out_h - 1) * s_h + 1, s_h), slice(w, w + (out_w - 1) * s_w + 1, s_w)
-        return (table[ends_h, ends_w] - table[rows, ends_w] - table[ends_h, cols] + table[rows, cols]) > 0
-    holding = np.zeros((out_h, out_w), dtype=bool)
-    for r, c in spots.tolist():  # the outputs i with i * s_h <= r < i * s_h + h, and likewise for the columns
-        holding[max(0, -((h - 1 - r) // s_h)):r // s_h + 1, max(0, -((w - 1 - c) // s_w)):c // s_w + 1] = True
-    return holding
+        holding = (table[:, ends_h, ends_w] - table[:, rows, ends_w] - table[:, ends_h, cols]
+                   + table[:, rows, cols]) > 0
+        return holding.reshape(*mask.shape[:-2], out_h, out_w)
+    holding = np.zeros((planes.shape[0], out_h, out_w), dtype=bool)
+    for p, r, c in spots.tolist():  # the outputs i with i * s_h <= r < i * s_h + h, and likewise for the columns
+        holding[p, max(0, -((h - 1 - r) // s_h)):r // s_h + 1, max(0, -((w - 1 - c) // s_w)):c // s_w + 1] = True
+    return holding.reshape(*mask.shape[:-2], out_h, out_w)
 
 
 def fft(adapter: ModuleType, X: Any, K: Any, stride: tuple[int, int], found: Scan | None = None,
-        *, certify: bool = False, valid: tuple[int, int] | None = None) -> Any:
+        *, certify: bool = False, valid: tuple[int, int] | None = None, dilation: tuple[int, int] = ONE) -> Any:
     """The FFT method with non-finite inputs kept local and, with ``certify``, every output exact (see above).
 
     ``found`` is ``scan(adapter, X)`` if already made. Without concrete values (a tracer) this is the plain
     FFT method, which only ``method="fft"`` asked for by name reaches. Only the top-left ``valid`` outputs
-    matter (a tile's overhang is cut off by the caller).
+    matter (a tile's overhang is cut off by the caller). ``X`` may carry leading axes (a batch, checked and
+    patched together) and the kernel a ``dilation``.
     """
     if found is None:
         found = scan(adapter, X)
         if found is None:
-            return adapter.corr2d_fft(X, K, stride)
+            return adapter.corr2d_fft(X, K, stride, dilation)
     kernel = concrete(adapter, K)
     if kernel is None:
-        return adapter.corr2d_fft(X, K, stride)
+        return adapter.corr2d_fft(X, K, stride, dilation)
     if not np.isfinite(kernel).all():  # every window holds the kernel: every output is non-finite anyway
-        return adapter.corr2d_direct(X, K, stride)
+        return adapter.corr2d_direct(X, K, stride, dilation)
     clean = X if found.nonfinite is None else adapter.zero_where(X, found.nonfinite)
-    Y = adapter.corr2d_fft(clean, K, stride)
-    exact = None if found.nonfinite is None else windows_holding(found.nonfinite, kernel.shape, stride)
+    Y = adapter.corr2d_fft(clean, K, stride, dilation)
+    span = methods.dilated_shape(kernel.shape, dilation)
+    exact = None if found.nonfinite is None else windows_holding(found.nonfinite, span, stride)
     if certify:
-        certified = _certified(adapter, Y, K, kernel, stride, found)
+        certified = _certified(adapter, Y, K, kernel, stride, found, dilation)
         if exact is not None:
             certified &= ~exact
         exact = ~certified
     if exact is not None and valid is not None:
-        exact[valid[0]:] = False
-        exact[:, valid[1]:] = False
+        exact[..., valid[0]:, :] = False
+        exact[..., :, valid[1]:] = False
     if exact is None or not exact.any():
         return Y
-    return _patch(adapter, Y, exact, X, K, stride, found if certify else None)
+    return _patch(adapter, Y, exact, X, K, stride, found if certify else None, dilation)
 
 
 def _certified(adapter: ModuleType, Y: Any, K: Any, kernel: np.ndarray, stride: tuple[int, int],
-               found: Scan) -> np.ndarray:
+               found: Scan, dilation: tuple[int, int] = ONE) -> np.ndarray:
     """Which FFT outputs are provably within ``tolerance * S`` of the exact result (NaN outputs are not)."""
     eps = float(np.finfo(adapter.dtype_of(Y)).eps)
     magnitude = np.abs(kernel, dtype=np.float64)
@@ -166,12 +177,12 @@ def _certified(adapter: ModuleType, Y: Any, K: Any, kernel: np.ndarray, stride: 
     if certified.all() or not (found.signed or both_signs(kernel)):
         return certified  # one sign throughout: |Y| is S itself, a second FFT would find nothing new
     absolute = adapter.from_numpy(np.abs(found.values))
-    S = adapter.corr2d_fft(absolute, adapter.from_numpy(magnitude.astype(found.values.dtype)), stride)
+    S = adapter.corr2d_fft(absolute, adapter.from_numpy(magnitude.astype(found.values.dtype)), stride, dilation)
     return certified | (np.asarray(adapter.to_numpy(S)) >= threshold)
 
 
 def _patch(adapter: ModuleType, Y: Any, exact: np.ndarray, X: Any, K: Any, stride: tuple[int, int],
-           found: Scan | None) -> Any:
+           found: Scan | None, dilation: tuple[int, int] = ONE) -> Any:
     """``Y`` with every tile that holds a True of ``exact`` recomputed.
 
     With ``found`` (auto), a tile first gets a certified FFT of its own input, whose error is relative to that
@@ -179,43 +190,45 @@ def _patch(adapter: ModuleType, Y: Any, exact: np.ndarray, X: Any, K: Any, strid
     direct method only where the smallest tiles' FFTs leave anything uncertified; without, the direct method. Tiles all
     have the same shape (the input is zero-padded at the bottom and right where they overhang), so compiling
     frameworks (XLA) compile each method once; the result is assembled by concatenation, so gradients flow
-    through every part.
+    through every part. Leading axes (a batch) are tiled together: a tile is marked if any of its slices is.
     """
-    out_h, out_w = exact.shape
-    (h, w), (s_h, s_w) = tuple(K.shape), stride
+    out_h, out_w = exact.shape[-2:]
+    (h, w), (s_h, s_w) = methods.dilated_shape(tuple(K.shape), dilation), stride
     smaller = [size for size in _TILES if size < max(out_h, out_w)]  # a tile as large is the FFT that failed
     if not smaller:
         found = None
     size = smaller[0] if found is not None else _DIRECT_TILE
     t_h, t_w = min(size, out_h), min(size, out_w)
     starts_h, starts_w = range(0, out_h, t_h), range(0, out_w, t_w)
-    marked = [[bool(exact[i:i + t_h, j:j + t_w].any()) for j in starts_w] for i in starts_h]
+    marked = [[bool(exact[..., i:i + t_h, j:j + t_w].any()) for j in starts_w] for i in starts_h]
     if found is None and sum(map(sum, marked)) > _MOSTLY * len(starts_h) * len(starts_w):
-        return adapter.corr2d_direct(X, K, stride)  # one call: fewer steps than many small ones
+        return adapter.corr2d_direct(X, K, stride, dilation)  # one call: fewer steps than many small ones
     rows_in, cols_in = (t_h - 1) * s_h + h, (t_w - 1) * s_w + w  # the input one tile of output needs
-    n_h, n_w = X.shape
+    n_h, n_w = X.shape[-2:]
+    lead = ((0, 0),) * (len(X.shape) - 2)
 
     def tile(top: int, left: int) -> Any:
         short = (max(top + rows_in - n_h, 0), max(left + cols_in - n_w, 0))
-        window = X[top:top + rows_in, left:left + cols_in]
+        window = X[..., top:top + rows_in, left:left + cols_in]
         if any(short):
             window = adapter.pad(window, (0, short[0]), (0, short[1]))
         if found is None:
-            return adapter.corr2d_direct(window, K, stride)
-        values = found.values[top:top + rows_in, left:left + cols_in]
-        nonfinite = None if found.nonfinite is None else found.nonfinite[top:top + rows_in, left:left + cols_in]
+            return adapter.corr2d_direct(window, K, stride, dilation)
+        values = found.values[..., top:top + rows_in, left:left + cols_in]
+        nonfinite = (None if found.nonfinite is None
+                     else found.nonfinite[..., top:top + rows_in, left:left + cols_in])
         if any(short):
-            values = np.pad(values, ((0, short[0]), (0, short[1])))
-            nonfinite = None if nonfinite is None else np.pad(nonfinite, ((0, short[0]), (0, short[1])))
+            values = np.pad(values, (*lead, (0, short[0]), (0, short[1])))
+            nonfinite = None if nonfinite is None else np.pad(nonfinite, (*lead, (0, short[0]), (0, short[1])))
         own = _scan_values(values, nonfinite if nonfinite is not None else np.zeros(values.shape, bool))
         return fft(adapter, window, K, stride, own, certify=True,
-                   valid=(min(t_h, out_h - top // s_h), min(t_w, out_w - left // s_w)))
+                   valid=(min(t_h, out_h - top // s_h), min(t_w, out_w - left // s_w)), dilation=dilation)
 
     bands = []
     for start_h, row in zip(starts_h, marked):
         stop_h = min(start_h + t_h, out_h)
         if not any(row):
-            bands.append(Y[start_h:stop_h])
+            bands.append(Y[..., start_h:stop_h, :])
             continue
         pieces, run = [], None  # run: the first column of the current stretch of unmarked tiles
         for start_w, mark in zip(starts_w, row):
@@ -223,11 +236,11 @@ def _patch(adapter: ModuleType, Y: Any, exact: np.ndarray, X: Any, K: Any, strid
                 run = start_w if run is None else run
                 continue
             if run is not None:
-                pieces.append(Y[start_h:stop_h, run:start_w])
+                pieces.append(Y[..., start_h:stop_h, run:start_w])
                 run = None
             stop_w = min(start_w + t_w, out_w)
-            pieces.append(tile(start_h * s_h, start_w * s_w)[:stop_h - start_h, :stop_w - start_w])
+            pieces.append(tile(start_h * s_h, start_w * s_w)[..., :stop_h - start_h, :stop_w - start_w])
         if run is not None:
-            pieces.append(Y[start_h:stop_h, run:])
-        bands.append(pieces[0] if len(pieces) == 1 else adapter.concat(pieces, 1))
-    return bands[0] if len(bands) == 1 else adapter.concat(bands, 0)
+            pieces.append(Y[..., start_h:stop_h, run:])
+        bands.append(pieces[0] if len(pieces) == 1 else adapter.concat(pieces, -1))
+    return bands[0] if len(bands) == 1 else adapter.concat(bands, -2)

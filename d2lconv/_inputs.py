@@ -105,6 +105,19 @@ def as_tensor(adapter: ModuleType, data: Any, name: str = "input") -> Any:
     return adapter.from_numpy(np.ascontiguousarray(array, dtype=dtype))
 
 
+def check_image(x: Any, name: str) -> tuple[int, int]:
+    """The last two axes' sizes of ``x`` if it has at least two axes and no empty one, else a ``ValueError``.
+
+    Any leading axes (a batch, channels) are allowed: each ``(height, width)`` slice is one image.
+    """
+    shape = tuple(x.shape)
+    if len(shape) < 2:
+        raise ValueError(f"{name} must have at least 2 dimensions (..., height, width), got shape {shape}")
+    if 0 in shape:
+        raise ValueError(f"{name} must not be empty, got shape {shape}")
+    return int(shape[-2]), int(shape[-1])
+
+
 def _scalar(data: Any, name: str) -> None:
     """A single number where a 2-D array belongs: say so, and how to write it as one."""
     value = data.item() if isinstance(data, (np.ndarray, np.generic)) else data
@@ -143,6 +156,26 @@ def pair(value: Any, name: str, *, minimum: int) -> tuple[int, int]:
     if min(items) < minimum:
         raise ValueError(f"{name} must be at least {minimum} in each dimension, got {value!r}")
     return int(items[0]), int(items[1])
+
+
+def dilation_pair(dilation: Any) -> tuple[int, int]:
+    """``dilation`` as two ints >= 1: kernel taps ``d`` pixels apart (1 is the plain, contiguous kernel)."""
+    return pair(dilation, "dilation", minimum=1)
+
+
+def check_span(kernel_shape: tuple[int, int], dilation: tuple[int, int], input_shape: tuple[int, int],
+               padded: tuple[int, int]) -> None:
+    """A ``ValueError`` naming the shapes if the (dilated) kernel is larger than the (padded) input."""
+    span = tuple((k - 1) * d + 1 for k, d in zip(kernel_shape, dilation))
+    if span[0] <= padded[0] and span[1] <= padded[1]:
+        return
+    kernel = f"kernel of shape {kernel_shape}"
+    if span != kernel_shape:
+        kernel += f" with dilation {dilation} spans {span}, which"
+    raise ValueError(
+        f"{kernel} is larger than the input of shape {input_shape}"
+        + (f" padded to {padded}" if padded != input_shape else "")
+    )
 
 
 def kernel_size_pair(kernel_size: Any) -> tuple[int, int]:

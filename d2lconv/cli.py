@@ -63,6 +63,8 @@ else .tox/NAME/bin/python or .tox/demo-NAME/bin/python of the project (made by '
 EDGES_EPILOG = f"""examples:
   d2lconv edges                           the book's [[1, -1]] on the built-in sample image
   d2lconv edges photo.jpg --kernel sobel-y -o photo-sobel-y.png
+  d2lconv edges photo.jpg --kernel sobel-x,sobel-y,laplacian --plot bank.png
+                                          a filter bank in one call: photo-sobel-x.png, ... and a figure
   d2lconv edges --kernel-values "1,0,-1;2,0,-2;1,0,-1" --plot edges-figure.png
   d2lconv edges scan.zarr --kernel sobel-x                writes scan-sobel-x.zarr, chunk by chunk
   d2lconv edges slide.tif --kernel gaussian -o out.zarr --backend torch
@@ -249,36 +251,64 @@ def _framework_versions(backend: str) -> dict[str, str]:
 
 
 def run_edges(args: argparse.Namespace) -> int:
-    """Cross-correlate an image (or the sample) with a kernel and write the response as an image."""
-    label, make_kernel = _kernel_from(args)
+    """Cross-correlate an image (or the sample) with a kernel, or a bank of them, and write each response.
+
+    A bank (``--kernel sobel-x,sobel-y,laplacian``) is one ``corr2d_multi_in_out`` call per kernel shape: one
+    input channel, one output channel per kernel, as the chapter's figure after Field (1987) shows six.
+    """
+    bank = _bank_from(args)
     if (args.image and stores.is_store(args.image)) or (args.output or "").lower().endswith(".zarr"):
-        return _run_edges_in_chunks(args, label, make_kernel)
+        if len(bank) > 1:
+            raise UsageError("a Zarr or TIFF input, or a Zarr output, takes one kernel at a time")
+        return _run_edges_in_chunks(args, *bank[0])
     image, name = _load_image(args.image)
-    output = args.output or f"{Path(args.image).stem if args.image else 'sample'}-{label}.png"
-    output = images.check_output(output)
-    images.image_format(output)
+    stem = Path(args.image).stem if args.image else "sample"
+    template = args.output or f"{stem}-{{kernel}}.png"
+    if len(bank) > 1 and "{kernel}" not in template:
+        raise UsageError(f"-o {args.output!r} names one file, but there are {len(bank)} kernels: put {{kernel}} in "
+                         "it (e.g. -o 'edges-{kernel}.png'), one file per kernel")
+    outputs = []
+    for label, _ in bank:
+        output = images.check_output(template.replace("{kernel}", label))
+        images.image_format(output)
+        outputs.append(output)
     plot_path = _check_plot(args.plot)
-    refuse_overwrite(args.image, ("-o", output), ("--plot", plot_path))
-    kernel = make_kernel()
-    _check_fits(image, kernel)
-    response = dc.to_numpy(dc.corr2d(dc.tensor(image.astype(np.float32)), dc.tensor(kernel))).astype(np.float64)
-    signed = bool((kernel < 0).any() or (response < 0).any())
-    low, high = images.write_image(output, response, signed)
-    rows, cols = response.shape
-    print(f"{name} ({_size(image)}) * kernel {label!r} {_kernel_inline(kernel)} on the {dc.get_backend()!r} backend")
-    print(f"response: {rows}x{cols}, range [{response.min():.4g}, {response.max():.4g}]")
-    if signed:
-        print(f"wrote {output} (0 is mid-grey; black is {low:.3g}, white is +{high:.3g})")
+    refuse_overwrite(args.image, *(("-o", output) for output in outputs), ("--plot", plot_path))
+    kernels = [make_kernel() for _, make_kernel in bank]
+    for kernel in kernels:
+        _check_fits(image, kernel)
+    responses = _filter_bank(image, kernels)
+    if len(bank) == 1:
+        print(f"{name} ({_size(image)}) * kernel {bank[0][0]!r} {_kernel_inline(kernels[0])} on the "
+              f"{dc.get_backend()!r} backend")
     else:
-        print(f"wrote {output} (black is {low:.3g}, white is {high:.3g})")
+        calls = len({kernel.shape for kernel in kernels})
+        print(f"{name} ({_size(image)}) * {len(bank)} kernels in {calls} corr2d_multi_in_out call"
+              f"{'s' if calls > 1 else ''} on the {dc.get_backend()!r} backend")
+    panels = []
+    for (label, _), kernel, response, output in zip(bank, kernels, responses, outputs):
+        signed = bool((kernel < 0).any() or (response < 0).any())
+        low, high = images.write_image(output, response, signed)
+        rows, cols = response.shape
+        shown = f"range [{response.min():.4g}, {response.max():.4g}]"
+        if len(bank) == 1:
+            print(f"response: {rows}x{cols}, {shown}")
+        else:
+            print(f"kernel {label!r} {_kernel_inline(kernel)}: response {rows}x{cols}, {shown}")
+        if signed:
+            print(f"wrote {output} (0 is mid-grey; black is {low:.3g}, white is +{high:.3g})")
+        else:
+            print(f"wrote {output} (black is {low:.3g}, white is {high:.3g})")
+        panels.append((label, kernel, response, signed))
     if plot_path is not None:
         from d2lconv.plots import Panel, save_figure
 
-        save_figure(plot_path, [
-            Panel(f"input: {name}", image, signed=False),
-            Panel(f"response: corr2d(input, {label})", response, signed=signed),
-            Panel(f"kernel {label}", kernel, kernel=True),
-        ], title=f"d2lconv edges on the {dc.get_backend()!r} backend")
+        figure = [Panel(f"input: {name}", image, signed=False)]
+        for label, kernel, response, signed in panels:
+            figure.append(Panel(f"response: corr2d(input, {label})", response, signed=signed))
+            if len(panels) == 1:
+                figure.append(Panel(f"kernel {label}", kernel, kernel=True))
+        save_figure(plot_path, figure, title=f"d2lconv edges on the {dc.get_backend()!r} backend")
         print(f"wrote {plot_path}")
     return 0
 
@@ -315,6 +345,18 @@ def _run_edges_in_chunks(args: argparse.Namespace, label: str, make_kernel: Call
     print(f"response: {rows}x{cols}, range [{low:.4g}, {high:.4g}]")
     print(f"wrote {output} (Zarr, {response.dtype}, chunks {min(chunks[0], rows)}x{min(chunks[1], cols)})")
     return 0
+
+
+def _filter_bank(image: np.ndarray, kernels: list[np.ndarray]) -> list[np.ndarray]:
+    """Each kernel's response to the image, as float64 arrays; kernels of one shape go in one multi-output call."""
+    X = dc.tensor(image.astype(np.float32)[None])  # one input channel
+    responses: dict[int, np.ndarray] = {}
+    for shape in dict.fromkeys(kernel.shape for kernel in kernels):
+        indices = [i for i, kernel in enumerate(kernels) if kernel.shape == shape]
+        bank = np.stack([kernels[i] for i in indices])[:, None].astype(np.float32)  # (out, in=1, h, w)
+        Y = dc.to_numpy(dc.corr2d_multi_in_out(X, dc.tensor(bank))).astype(np.float64)
+        responses.update(zip(indices, Y))
+    return [responses[i] for i in range(len(kernels))]
 
 
 # ---------------------------------------------------------------------------------------------- learn
@@ -465,6 +507,16 @@ def _side_by_side(true: np.ndarray, learned: np.ndarray) -> str:
 
 
 # ------------------------------------------------------------------------------------- shared helpers
+
+
+def _bank_from(args: argparse.Namespace) -> list[tuple[str, Callable[[], np.ndarray]]]:
+    """``--kernel a,b,c`` as one ``(label, make_kernel)`` per name (checked now), or the one ``--kernel-values``."""
+    if args.kernel_values is not None or "," not in args.kernel:
+        return [_kernel_from(args)]
+    names = [name.strip() for name in args.kernel.split(",") if name.strip()]
+    if len(set(n.lower() for n in names)) != len(names):
+        raise UsageError(f"--kernel {args.kernel!r} names a kernel twice")
+    return [_kernel_from(argparse.Namespace(kernel_values=None, kernel=name)) for name in names]
 
 
 def _kernel_from(args: argparse.Namespace) -> tuple[str, Callable[[], np.ndarray]]:
@@ -664,7 +716,8 @@ def build_parser() -> argparse.ArgumentParser:
     kernel_options = argparse.ArgumentParser(add_help=False)
     choice = kernel_options.add_mutually_exclusive_group()
     choice.add_argument("--kernel", default="edge", metavar="NAME",
-                        help=f"a named kernel: {', '.join(dc.kernels.NAMED)} (default: edge, the book's [[1, -1]])")
+                        help=f"a named kernel: {', '.join(dc.kernels.NAMED)} (default: edge, the book's [[1, -1]]); "
+                             "edges takes a comma-separated bank too: sobel-x,sobel-y,laplacian")
     choice.add_argument("--kernel-values", metavar="VALUES",
                         help="the kernel's numbers: '1,-1' is one row; rows are separated by ';', "
                              "e.g. '1,0,-1;2,0,-2;1,0,-1'")
@@ -677,8 +730,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Cross-correlate an image with a kernel and write the response as an "
                                             "image.")
     edges.add_argument("-o", "--output", metavar="OUT.png",
-                       help="where to write the response: an image, or a new Zarr store NAME.zarr (default: "
-                            "IMAGE-KERNEL.png here, e.g. sample-edge.png; IMAGE-KERNEL.zarr for a Zarr/TIFF input)")
+                       help="where to write the response (default: IMAGE-KERNEL.png here, e.g. sample-edge.png); "
+                            "with several kernels a name with {kernel} in it, one file per kernel; a new Zarr "
+                            "store NAME.zarr (the default for a Zarr or TIFF input: IMAGE-KERNEL.zarr)")
     edges.add_argument("--plot", metavar="OUT.png", help="also draw input, response and kernel (needs matplotlib)")
     edges.add_argument("--chunks", type=_positive_int, metavar="PIXELS",
                        help="Zarr/TIFF: square chunks of this many pixels a side (default: the stored chunks, "

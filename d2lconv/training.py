@@ -16,16 +16,20 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from numbers import Integral, Real
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
-from d2lconv import methods
+from d2lconv import channel_methods, methods
 from d2lconv._backend import active_adapter, load_adapter
 from d2lconv._inputs import as_tensor, check_matrix, framework_of, kernel_size_pair, to_numpy
 
 LAYERS = ("builtin", "custom")
+# The operations channel_methods needs, in NumPy (without loading the numpy adapter package).
+_NUMPY = SimpleNamespace(reshape=np.reshape, einsum=partial(np.einsum, optimize=True))
 INITS = ("random", "zeros")
 
 
@@ -35,10 +39,14 @@ class TrainingDivergedError(FloatingPointError):
 
 @dataclass(frozen=True)
 class TrainResult:
-    """What ``train_kernel`` learned and how the loss went (one loss per epoch, before its update)."""
+    """What ``train_kernel`` learned and how the loss went (one loss per epoch, before its update).
+
+    ``kernel`` has shape ``kernel_size`` (``(out_channels, in_channels, h, w)`` when trained with channels);
+    ``bias`` is a float (an array of ``out_channels`` values with channels), or None without a bias.
+    """
 
     kernel: np.ndarray
-    bias: float | None
+    bias: float | np.ndarray | None
     losses: list[float] = field(repr=False)
     backend: str
     layer: str
@@ -56,27 +64,38 @@ def train_kernel(
     bias: bool = False,
     init: str = "random",
     seed: int | None = None,
+    in_channels: int | None = None,
+    out_channels: int | None = None,
     callback: Callable[[int, float], None] | None = None,
     verbose: bool = False,
 ) -> TrainResult:
     """Learn the kernel that maps ``X`` to ``Y`` by gradient descent on the summed squared error.
 
-    ``layer="builtin"`` trains the framework's own conv layer as the book's tab does; ``"custom"``
-    trains :class:`d2lconv.Conv2D`. ``init="zeros"`` starts from a zero kernel, which makes the run the
-    same on every backend; ``seed`` makes a random start repeatable. ``lr="auto"`` picks ``1 / L`` from
-    the data. ``verbose`` prints the book's ``epoch 2, loss 4.915`` lines; ``callback(epoch, loss)`` is
-    called after every epoch. Raises :class:`TrainingDivergedError` if the loss becomes non-finite or
-    keeps growing, with the learning rate that would be stable.
+    ``X`` is one image ``(H, W)`` or a batch ``(N, H, W)``, with ``Y`` of shape ``(H', W')`` or
+    ``(N, H', W')``: the loss sums over the batch. With ``in_channels`` and ``out_channels`` (either given
+    makes the other default to 1) it learns an ``(out_channels, in_channels, h, w)`` kernel from ``X`` of
+    shape ``(N, C, H, W)`` (or ``(C, H, W)``) and ``Y`` of shape ``(N, O, H', W')``.
+    ``layer="builtin"`` trains the framework's own conv layer as the book's tab does (with channels, its
+    multi-channel layer); ``"custom"`` trains :class:`d2lconv.Conv2D`. ``init="zeros"`` starts from a zero
+    kernel, which makes the run the same on every backend; ``seed`` makes a random start repeatable.
+    ``lr="auto"`` picks ``1 / L`` from the data. ``verbose`` prints the book's ``epoch 2, loss 4.915`` lines;
+    ``callback(epoch, loss)`` is called after every epoch. Raises :class:`TrainingDivergedError` if the
+    loss becomes non-finite or keeps growing, with the learning rate that would be stable.
     """
     adapter = active_adapter()
-    kernel_shape = kernel_size_pair(kernel_size)
+    size = kernel_size_pair(kernel_size)
     _check_options(lr, epochs, layer, init)
-    X, Y = _training_data(adapter, X, Y, kernel_shape)
+    X = as_tensor(adapter, X, "X")
+    Y = as_tensor(adapter, Y, "Y")
+    channels = _channels(X, Y, size, in_channels, out_channels)
+    for name, data in (("X", X), ("Y", Y)):
+        _check_finite(data, name)
+    kernel_shape = size if channels is None else (channels[1], channels[0], *size)
     if adapter.dtype_of(Y) != adapter.dtype_of(X):
         Y = adapter.cast(Y, adapter.dtype_of(X))
     if lr == "auto":
         lr = 1.0 / largest_curvature(X, kernel_shape, bias=bias)
-    trainer = adapter.make_trainer(X, Y, kernel_shape, layer=layer, bias=bias, init=init, seed=seed, lr=lr)
+    trainer = adapter.make_trainer(X, Y, size, layer=layer, bias=bias, init=init, seed=seed, lr=lr, channels=channels)
     losses: list[float] = []
     for epoch in range(1, epochs + 1):
         loss = trainer.step()
@@ -87,7 +106,40 @@ def train_kernel(
         if callback is not None:
             callback(epoch, loss)
     kernel, learned_bias = trainer.parameters()
+    if learned_bias is not None:  # one number for the book's layer, one per output channel with channels
+        learned_bias = np.asarray(learned_bias).reshape(-1)
+        learned_bias = float(learned_bias[0]) if channels is None else learned_bias.copy()
     return TrainResult(np.asarray(kernel).reshape(kernel_shape), learned_bias, losses, adapter.NAME, layer, lr)
+
+
+def _channels(X: Any, Y: Any, size: tuple[int, int], in_channels: Any, out_channels: Any) -> tuple[int, int] | None:
+    """Check the data's shapes; ``(C, O)`` when training with channels, else None. One-line errors."""
+    x_shape, y_shape = tuple(X.shape), tuple(Y.shape)
+    if in_channels is None and out_channels is None:
+        if len(x_shape) not in (2, 3):
+            raise ValueError(f"X must be (height, width) or a batch (N, height, width), got shape {x_shape} "
+                             "(for channels, give in_channels and out_channels)")
+        channels, lead = None, x_shape[:-2]
+    else:
+        counts = []
+        for value, name in ((in_channels, "in_channels"), (out_channels, "out_channels")):
+            if value is not None and (not isinstance(value, Integral) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+            counts.append(1 if value is None else int(value))
+        if len(x_shape) not in (3, 4):
+            raise ValueError(f"X must be (channels, height, width) or a batch (N, channels, height, width) with "
+                             f"in_channels, got shape {x_shape}")
+        if x_shape[-3] != counts[0]:
+            raise ValueError(f"X has {x_shape[-3]} channels but in_channels={counts[0]}")
+        channels, lead = (counts[0], counts[1]), (*x_shape[:-3], counts[1])
+    (H, W), (h, w) = x_shape[-2:], size
+    if h > H or w > W:
+        raise ValueError(f"kernel_size {size} is larger than X of shape {x_shape[-2:]}")
+    expected = (*lead, H - h + 1, W - w + 1)
+    if y_shape != expected:
+        kernel = f"a {size} kernel" + ("" if channels is None else f" with out_channels={channels[1]}")
+        raise ValueError(f"Y has shape {y_shape} but {kernel} on X of shape {x_shape} gives {expected}")
+    return channels
 
 
 def least_squares_kernel(X: Any, Y: Any, kernel_size: Any) -> np.ndarray:
@@ -185,19 +237,39 @@ def _check_progress(losses: list[float], curvature: Callable[[], float], lr: flo
     )
 
 
-def largest_curvature(X: Any, kernel_shape: tuple[int, int], *, bias: bool = False,
+def largest_curvature(X: Any, kernel_shape: tuple[int, ...], *, bias: bool = False,
                       iterations: int = 200, tolerance: float = 1e-6) -> float:
     """The largest eigenvalue of the Hessian of ``sum((corr2d(X, K) + b - Y) ** 2)``.
 
+    ``X`` is an image ``(H, W)`` or a batch ``(N, H, W)`` with a 2-D ``kernel_shape``; with a 4-D
+    ``kernel_shape`` ``(O, C, h, w)`` it is ``(C, H, W)`` or ``(N, C, H, W)`` and the loss is that of
+    ``corr2d_multi_in_out``. Every output channel has its own kernel (and bias) and sees the same input, so the
+    Hessian is ``O`` copies of one block: the curvature is that of one output channel.
     Power iteration on ``2 A^T A`` in float64, where ``A`` applies the kernel (and bias) to ``X`` and
-    ``A^T`` is :func:`d2lconv.methods.kernel_gradient`. Costs two cross-correlations per iteration.
-    ``X`` is a NumPy array or a tensor of any backend; a Dask array is never loaded whole: its blocks
-    are summed in a few passes (see ``d2lconv.backends.dask.curvature``).
+    ``A^T`` is its adjoint (:func:`d2lconv.methods.kernel_gradient`). Costs two cross-correlations per iteration.
+    ``X`` is a NumPy array or a tensor of any backend; a Dask array is never loaded whole: its blocks are summed
+    in a few passes (see ``d2lconv.backends.dask.curvature``).
     """
     if framework_of(X) == "dask":
-        return load_adapter("dask").largest_curvature(X, kernel_size_pair(kernel_shape), bias=bias,
-                                                      iterations=iterations, tolerance=tolerance)
+        return load_adapter("dask").largest_curvature(X, tuple(kernel_shape), bias=bias, iterations=iterations,
+                                                      tolerance=tolerance)
     X = np.asarray(to_numpy(X), dtype=np.float64)
+    channels = len(kernel_shape) == 4
+    if channels:
+        kernel_shape = (1, *kernel_shape[1:])
+
+        def forward(K: np.ndarray) -> np.ndarray:
+            return channel_methods.direct(_NUMPY, X, K)
+
+        def adjoint(G: np.ndarray) -> np.ndarray:
+            return channel_methods.kernel_gradient(X, G, kernel_shape[2:])
+    else:
+        def forward(K: np.ndarray) -> np.ndarray:
+            return methods.corr2d_direct(X, K)
+
+        def adjoint(G: np.ndarray) -> np.ndarray:
+            return methods.kernel_gradient(X, G, kernel_shape)
+
     rng = np.random.default_rng(0)
     kernel = rng.random(kernel_shape) + 0.5
     offset = 1.0 if bias else 0.0
@@ -205,8 +277,8 @@ def largest_curvature(X: Any, kernel_shape: tuple[int, int], *, bias: bool = Fal
     for _ in range(iterations):
         norm = math.sqrt(float((kernel ** 2).sum()) + offset ** 2)
         kernel, offset = kernel / norm, offset / norm
-        prediction = methods.corr2d_direct(X, kernel) + offset
-        kernel = 2 * methods.kernel_gradient(X, prediction, kernel_shape)
+        prediction = forward(kernel) + offset
+        kernel = 2 * adjoint(prediction)
         offset = 2 * float(prediction.sum()) if bias else 0.0
         previous, estimate = estimate, math.sqrt(float((kernel ** 2).sum()) + offset ** 2)
         if abs(estimate - previous) <= tolerance * estimate:

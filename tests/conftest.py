@@ -15,12 +15,42 @@ import d2lconv as dc
 BACKEND = dc.get_backend()
 
 
-def reference_corr2d(X, K, padding=((0, 0), (0, 0)), stride=(1, 1)):
-    """An independent float64 oracle: every window as a view, summed with einsum."""
-    X = np.pad(np.asarray(X, dtype=np.float64), padding)
+def reference_corr2d(X, K, padding=((0, 0), (0, 0)), stride=(1, 1), dilation=(1, 1)):
+    """An independent float64 oracle: every window as a view, summed with einsum (any leading axes of X).
+
+    A dilated kernel's window spans ``(k - 1) * d + 1`` pixels, of which every ``d``-th is a tap, as the
+    definition says (the pixels between the taps are never read).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    X = np.pad(X, ((0, 0),) * (X.ndim - 2) + tuple(padding))
     K = np.asarray(K, dtype=np.float64)
-    windows = np.lib.stride_tricks.sliding_window_view(X, K.shape)[:: stride[0], :: stride[1]]
-    return np.einsum("ijab,ab->ij", windows, K)
+    span = ((K.shape[0] - 1) * dilation[0] + 1, (K.shape[1] - 1) * dilation[1] + 1)
+    windows = np.lib.stride_tricks.sliding_window_view(X, span, axis=(-2, -1))
+    taps = windows[..., ::stride[0], ::stride[1], ::dilation[0], ::dilation[1]]
+    return np.einsum("...ijab,ab->...ij", taps, K)
+
+
+def reference_multi_in_out(X, K, groups=1, padding=((0, 0), (0, 0)), stride=(1, 1), dilation=(1, 1)):
+    """The book's definitions in float64, with loops over examples, output channels and input channels::
+
+        corr2d_multi_in(X, K) = sum(corr2d(x, k) for x, k in zip(X, K))
+        corr2d_multi_in_out(X, K) = stack([corr2d_multi_in(X, k) for k in K], 0)
+
+    where output channel ``o`` reads only the input channels of its group.
+    """
+    X, K = np.asarray(X, dtype=np.float64), np.asarray(K, dtype=np.float64)
+    lead, (C, H, W) = X.shape[:-3], X.shape[-3:]
+    O, per_group = K.shape[:2]
+    examples = X.reshape(-1, C, H, W)
+    results = []
+    for x in examples:
+        outputs = []
+        for o in range(O):
+            first = (o // (O // groups)) * per_group
+            outputs.append(sum(reference_corr2d(x[first + c], K[o, c], padding, stride, dilation)
+                               for c in range(per_group)))
+        results.append(np.stack(outputs))
+    return np.stack(results).reshape(*lead, *results[0].shape)
 
 
 def assert_close(actual, expected, *, scale=None):
@@ -32,26 +62,26 @@ def assert_close(actual, expected, *, scale=None):
     np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=atol)
 
 
-def window_sums(X, K, padding=((0, 0), (0, 0)), stride=(1, 1)):
+def window_sums(X, K, padding=((0, 0), (0, 0)), stride=(1, 1), dilation=(1, 1)):
     """``sum(|X| * |K|)`` over each output's window: the scale each output's rounding error is measured against."""
     X = np.abs(np.asarray(X, dtype=np.float64))
     return reference_corr2d(np.where(np.isfinite(X), X, 0.0), np.abs(np.asarray(K, dtype=np.float64)), padding,
-                            stride)
+                            stride, dilation)
 
 
-def assert_exact(actual, X, K, padding=((0, 0), (0, 0)), stride=(1, 1), *, slack=None):
+def assert_exact(actual, X, K, padding=((0, 0), (0, 0)), stride=(1, 1), *, slack=None, dilation=(1, 1)):
     """What auto promises: non-finite outputs exactly where the float64 oracle's are, and every other output
     within ``tolerance(dtype) * sum(|X| * |K|)`` over its own window (plus ``slack``, an array or a number)."""
     from d2lconv._exact import tolerance
 
     Y = dc.to_numpy(actual)
     with np.errstate(invalid="ignore"):  # inf * 0 in the oracle is NaN, as in every method
-        expected = reference_corr2d(X, K, padding, stride)
+        expected = reference_corr2d(X, K, padding, stride, dilation)
     assert Y.shape == expected.shape, (Y.shape, expected.shape)
     finite = np.isfinite(expected)
     wrong = np.argwhere(np.isfinite(Y) != finite)
     assert not len(wrong), f"non-finite where the oracle is finite or the reverse, at {wrong[:5].tolist()}"
-    allowed = tolerance(Y.dtype) * window_sums(X, K, padding, stride) + (0.0 if slack is None else slack)
+    allowed = tolerance(Y.dtype) * window_sums(X, K, padding, stride, dilation) + (0.0 if slack is None else slack)
     allowed = np.broadcast_to(allowed, Y.shape)
     error = np.abs(Y.astype(np.float64) - np.where(finite, expected, 0.0))
     over = np.argwhere(finite & (error > allowed))

@@ -162,6 +162,34 @@ def test_edges_on_the_sample_image_writes_the_response_and_a_figure(tmp_path):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["figure.png", "sample-edge.png"]  # no leftovers
 
 
+def test_edges_with_a_filter_bank_writes_every_response_from_one_call_per_shape(tmp_path):
+    done = run_in(tmp_path, "edges", "--kernel", "sobel-x,sobel-y,laplacian,edge", "--plot", "bank.png")
+    assert done.returncode == 0, done.stderr
+    assert "the sample image (128x128) * 4 kernels in 2 corr2d_multi_in_out calls" in done.stdout
+    for name, size in [("sobel-x", (126, 126)), ("sobel-y", (126, 126)), ("laplacian", (126, 126)),
+                       ("edge", (127, 128))]:
+        assert f"kernel {name!r}" in done.stdout
+        assert picture_size(tmp_path / f"sample-{name}.png") == size
+    assert picture_size(tmp_path / "bank.png")[0] > 900
+    # each response is the single-kernel command's response
+    single = run_in(tmp_path, "edges", "--kernel", "sobel-y", "-o", "single.png")
+    assert single.returncode == 0, single.stderr
+    from PIL import Image
+
+    with Image.open(tmp_path / "single.png") as one, Image.open(tmp_path / "sample-sobel-y.png") as banked:
+        difference = np.abs(np.asarray(one, dtype=int) - np.asarray(banked, dtype=int))
+    assert difference.max() <= 1  # the same response, up to float32 rounding at a grey level's edge
+
+
+def test_edges_bank_names_its_files_with_a_template(tmp_path):
+    done = run_in(tmp_path, "edges", "--kernel", "dx,dy", "-o", "out-{kernel}.png")
+    assert done.returncode == 0, done.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out-dx.png", "out-dy.png"]
+    refused = run_in(tmp_path, "edges", "--kernel", "dx,dy", "-o", "out.png")
+    assert refused.returncode == 2
+    assert "-o 'out.png' names one file, but there are 2 kernels: put {kernel} in it" in refused.stderr
+
+
 def test_edges_on_an_image_maps_zero_to_mid_grey(tmp_path):
     from PIL import Image
 
@@ -267,6 +295,8 @@ def make_bad_image(folder):
     "args, fragments",
     [
         (["edges", "--kernel", "sharpen"], ["unknown kernel 'sharpen'", "sobel-x"]),
+        (["edges", "--kernel", "sobel-x,sharpen"], ["unknown kernel 'sharpen'"]),
+        (["edges", "--kernel", "dx,dx"], ["names a kernel twice"]),
         (["learn", "--kernel", "sharpen"], ["unknown kernel 'sharpen'"]),
         (["edges", "missing.png"], ["cannot read image 'missing.png'"]),
         (["edges", "notes.png"], ["cannot read image 'notes.png'"]),

@@ -13,8 +13,10 @@ X = np.ones((4, 5), dtype=np.float32)
 @pytest.mark.parametrize(
     ("args", "error", "pattern"),
     [
-        ((np.ones(5), [[1.0]]), ValueError, r"X must be 2-D .* got shape \(5,\)"),
-        ((np.ones((2, 2, 2)), [[1.0]]), ValueError, r"X must be 2-D .* \(2, 2, 2\)"),
+        ((np.ones(5), [[1.0]]), ValueError,
+         r"X must have at least 2 dimensions \(\.\.\., height, width\), got shape \(5,\)"),
+        ((np.ones((2, 2, 2)), np.ones((1, 1, 1))), ValueError, r"K must be 2-D .* \(1, 1, 1\)"),
+        ((np.ones((2, 0, 2)), [[1.0]]), ValueError, r"X must not be empty, got shape \(2, 0, 2\)"),
         ((X, np.ones(2)), ValueError, r"K must be 2-D .* \(2,\)"),
         ((X, np.ones((5, 1))), ValueError, r"kernel of shape \(5, 1\) is larger than the input of shape \(4, 5\)"),
         ((X, np.ones((1, 6))), ValueError, r"\(1, 6\) is larger than the input of shape \(4, 5\)"),
@@ -38,6 +40,16 @@ def test_bad_corr2d_input(args, error, pattern):
         dc.corr2d(*args)
 
 
+def test_a_dilated_kernel_larger_than_the_input_names_its_span():
+    with pytest.raises(ValueError, match=r"kernel of shape \(2, 3\) with dilation \(4, 2\) spans \(5, 5\), which is "
+                                         r"larger than the input of shape \(4, 5\)"):
+        dc.corr2d(X, np.ones((2, 3)), dilation=(4, 2))
+    with pytest.raises(ValueError, match=r"spans \(5, 5\), which is larger than the input of shape \(2, 2\) "
+                                         r"padded to \(4, 4\)"):
+        dc.corr2d(np.ones((2, 2)), np.ones((2, 2)), dilation=4, padding=1)
+    assert dc.to_numpy(dc.corr2d(X, np.ones((2, 3)), dilation=(4, 2), padding=1)).shape == (2, 3)
+
+
 def test_unknown_method_lists_the_methods():
     with pytest.raises(ValueError, match=r"unknown method 'fast'.*'auto', 'loop', 'direct'"):
         dc.corr2d(X, [[1.0]], method="fast")
@@ -51,6 +63,8 @@ def test_unknown_method_lists_the_methods():
         ({"padding": 1.5}, TypeError, r"padding must be an int or a pair of ints"),
         ({"stride": 0}, ValueError, r"stride must be at least 1"),
         ({"stride": (1, 2, 3)}, TypeError, r"stride must be an int or a pair of ints"),
+        ({"dilation": 0}, ValueError, r"dilation must be at least 1 in each dimension, got 0"),
+        ({"dilation": (1, 2.0)}, TypeError, r"dilation must be an int or a pair of ints"),
     ],
 )
 def test_bad_padding_or_stride(kwargs, error, pattern):
@@ -94,9 +108,20 @@ def test_bad_training_arguments(kwargs, error, pattern):
         dc.train_kernel(X, dc.corr2d(X, K), **kwargs)
 
 
-def test_training_data_must_be_2d():
-    with pytest.raises(ValueError, match=r"Y must be 2-D"):
+def test_training_data_shapes_are_checked():
+    with pytest.raises(ValueError, match=r"Y has shape \(1, 6, 7\) but a \(1, 2\) kernel on X of shape \(6, 8\) "
+                                         r"gives \(6, 7\)"):
         dc.train_kernel(np.ones((6, 8)), np.ones((1, 6, 7)))
+    with pytest.raises(ValueError, match=r"X must be \(height, width\) or a batch \(N, height, width\), got shape "
+                                         r"\(1, 1, 6, 8\) \(for channels, give in_channels and out_channels\)"):
+        dc.train_kernel(np.ones((1, 1, 6, 8)), np.ones((1, 1, 6, 7)))
+    with pytest.raises(ValueError, match=r"X has 2 channels but in_channels=3"):
+        dc.train_kernel(np.ones((4, 2, 6, 8)), np.ones((4, 1, 6, 7)), in_channels=3)
+    with pytest.raises(ValueError, match=r"Y has shape \(4, 1, 6, 7\) but a \(1, 2\) kernel with out_channels=2 on X "
+                                         r"of shape \(4, 2, 6, 8\) gives \(4, 2, 6, 7\)"):
+        dc.train_kernel(np.ones((4, 2, 6, 8)), np.ones((4, 1, 6, 7)), in_channels=2, out_channels=2)
+    with pytest.raises(ValueError, match=r"out_channels must be an int >= 1, got 0"):
+        dc.train_kernel(np.ones((4, 2, 6, 8)), np.ones((4, 1, 6, 7)), in_channels=2, out_channels=0)
 
 
 @pytest.mark.parametrize("kernel_size", [0, (2, -1), "3", None])

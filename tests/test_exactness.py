@@ -138,3 +138,36 @@ def test_gradients_flow_through_every_part_of_the_patched_result(rng):
     dX_direct, dK_direct = dc.corr2d_gradients(X, K, G, method="direct")
     np.testing.assert_allclose(dX, dX_direct, rtol=1e-4, atol=1e-6 * np.abs(dX_direct).max())
     np.testing.assert_allclose(dK, dK_direct, rtol=1e-4, atol=1e-6 * np.abs(dK_direct).max())
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("method", each_method(("auto", "loop", "direct", "fft", "native")))
+def test_a_non_finite_pixel_between_dilated_taps_is_never_read(method, rng):
+    """Taps d pixels apart skip the pixels between them: an inf there must not make a NaN (inf * 0)."""
+    X = rng.standard_normal((2, 24, 25)).astype(np.float32)
+    X[0, 10, 11] = np.inf  # between taps for some outputs, under a tap for others
+    X[1, 3, 4] = np.nan
+    K = rng.standard_normal((3, 3)).astype(np.float32)
+    with fft_preferred():
+        Y = dc.corr2d(X, K, method=method, dilation=(2, 3))
+    out = dc.to_numpy(Y)
+    assert out.shape == (2, 20, 19)
+    # outputs reading (10, 11) as a tap: i + 2a = 10 and j + 3b = 11 for a tap (a, b): 3 x 3 of them
+    assert int((~np.isfinite(out[0])).sum()) == 9 and int((~np.isfinite(out[1])).sum()) == 2 * 2
+    assert_exact(Y, X, K, dilation=(2, 3), slack=None if method != "fft" else global_bound(X[1], K))
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_auto_certifies_every_image_of_a_batch(rng):
+    """The FFT's certificate and its local repairs on a batch: a dark image beside bright ones, a huge pixel, a NaN."""
+    X = rng.uniform(size=(3, 90, 100)).astype(np.float32)
+    X[0, :, :50] *= 1e-6  # a dark half beside a bright one
+    X[1, 40, 40] = 1e7  # one huge pixel
+    X[2, 70, 10] = np.nan
+    K = gaussian(11)
+    with fft_preferred():
+        Y = dc.corr2d(X, K, padding=2, dilation=(1, 2))
+    assert_exact(Y, X, K, ((2, 2), (2, 2)), dilation=(1, 2))
+    for image, y in zip(X, dc.to_numpy(Y)):  # each image as if alone
+        with fft_preferred():
+            assert_exact(y, image, K, ((2, 2), (2, 2)), dilation=(1, 2))

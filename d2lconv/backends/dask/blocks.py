@@ -23,25 +23,28 @@ _BAND_BYTES = 1 << 20
 
 
 def correlate_window(window: np.ndarray, *, backend: str, method: str, kernel: np.ndarray,
-                     stride: tuple[int, int], out_dtype: Any, out: np.ndarray | None = None) -> np.ndarray:
-    """``correlate(backend, window, kernel, method, stride)``: the chunk backend's whole path on one window,
-    ``auto``'s choice and exactness certificate included.
+                     stride: tuple[int, int], out_dtype: Any, dilation: tuple[int, int] = (1, 1),
+                     out: np.ndarray | None = None) -> np.ndarray:
+    """``correlate(backend, window, kernel, method, stride, dilation)``: the chunk backend's whole path on one
+    window (``(..., H, W)``), ``auto``'s choice and exactness certificate included.
 
     ``out``, if given, receives the result: NumPy's banded direct and separable methods write straight into
     it (no copy of a block's output), other results are copied in.
     """
     adapter = load_adapter(backend)
     if adapter.NAME == "numpy" and out is not None:
-        chosen = choose_method(adapter, window.shape, kernel, stride) if method == "auto" else method
+        batch = int(np.prod(window.shape[:-2], dtype=np.int64))
+        chosen = choose_method(adapter, window.shape[-2:], kernel, stride, dilation, batch) if method == "auto" \
+            else method
         if chosen == "direct":
-            return adapter.corr2d_direct(window, kernel, stride, out=out)
+            return adapter.corr2d_direct(window, kernel, stride, dilation, out=out)
         factors = methods.rank_one_factors(kernel) if chosen == "separable" else None
         if factors is not None:
             column, row = (f.astype(kernel.dtype) for f in factors)
-            return adapter.corr2d_separable(window, column, row, stride, out=out)
-    elif adapter.NAME != "numpy":  # frameworks want their own contiguous, writable copy
+            return adapter.corr2d_separable(window, column, row, stride, dilation, out=out)
+    if adapter.NAME != "numpy":  # frameworks want their own contiguous, writable copy
         window = np.require(window, requirements=["C", "W"])
-    Y = adapter.to_numpy(correlate(adapter, window, kernel, method=method, stride=stride))
+    Y = adapter.to_numpy(correlate(adapter, window, kernel, method=method, stride=stride, dilation=dilation))
     if out is None:
         return np.asarray(Y, dtype=out_dtype)
     out[...] = Y

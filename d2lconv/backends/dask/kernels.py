@@ -25,8 +25,10 @@ from d2lconv.backends.dask.tiling import map_windows, tile
 CHUNK_DEPENDENT = ("FFT_PASSES", "NATIVE_BELOW", "NATIVE_TAPS", "NO_FFT", "NO_NATIVE", "corr2d_fft", "corr2d_native")
 
 
-def correlate_blocks(method: str, X: da.Array, K: Any, stride: tuple[int, int]) -> da.Array:
-    """Lazy ``corr2d`` of the padded ``X``: every block is ``correlate(chunk backend, window, K, method)``.
+def correlate_blocks(method: str, X: da.Array, K: Any, stride: tuple[int, int],
+                     dilation: tuple[int, int] = (1, 1)) -> da.Array:
+    """Lazy ``corr2d`` of the padded ``X`` (``(..., H, W)``): every block is ``correlate(chunk backend, window,
+    K, method)``.
 
     So each block runs the chunk backend's own path, ``method="auto"``'s choice and its exactness certificate
     (``d2lconv._exact``) included, on the block's own values. What cannot work fails now, not at compute time.
@@ -38,28 +40,33 @@ def correlate_blocks(method: str, X: da.Array, K: Any, stride: tuple[int, int]) 
                          f"{chunk_dependent('NO_FFT' if method == 'fft' else 'NO_NATIVE')}")
     if method == "separable" and methods.rank_one_factors(kernel) is None:
         raise ValueError(f"method='separable' needs a rank-one kernel; this {kernel.shape} kernel is not")
-    return map_windows(blocks.correlate_window, tile(X, kernel.shape, stride), dtype=X.dtype,
-                       backend=get_chunk_backend(), method=method, kernel=kernel, stride=stride, out_dtype=X.dtype)
+    extent = tuple((k - 1) * d + 1 for k, d in zip(kernel.shape, dilation))
+    return map_windows(blocks.correlate_window, tile(X, extent, stride), dtype=X.dtype,
+                       backend=get_chunk_backend(), method=method, kernel=kernel, stride=stride,
+                       dilation=tuple(dilation), out_dtype=X.dtype)
 
 
-def corr2d_direct(X: da.Array, K: da.Array, stride: tuple[int, int] = (1, 1)) -> da.Array:
+def corr2d_direct(X: da.Array, K: da.Array, stride: tuple[int, int] = (1, 1),
+                  dilation: tuple[int, int] = (1, 1)) -> da.Array:
     """The chunk backend's sum of shifted slices on every block."""
-    return correlate_blocks("direct", X, K, stride)
+    return correlate_blocks("direct", X, K, stride, dilation)
 
 
-def corr2d_separable(X: da.Array, column: da.Array, row: da.Array, stride: tuple[int, int] = (1, 1)) -> da.Array:
+def corr2d_separable(X: da.Array, column: da.Array, row: da.Array, stride: tuple[int, int] = (1, 1),
+                     dilation: tuple[int, int] = (1, 1)) -> da.Array:
     """The chunk backend's two 1-D passes on every block."""
-    return correlate_blocks("separable", X, np.outer(small_to_numpy(column), small_to_numpy(row)), stride)
+    return correlate_blocks("separable", X, np.outer(small_to_numpy(column), small_to_numpy(row)), stride, dilation)
 
 
-def _fft(X: da.Array, K: da.Array, stride: tuple[int, int] = (1, 1)) -> da.Array:
+def _fft(X: da.Array, K: da.Array, stride: tuple[int, int] = (1, 1), dilation: tuple[int, int] = (1, 1)) -> da.Array:
     """The chunk backend's FFT correlation on every block (each block's own transform, halo included)."""
-    return correlate_blocks("fft", X, K, stride)
+    return correlate_blocks("fft", X, K, stride, dilation)
 
 
-def _native(X: da.Array, K: da.Array, stride: tuple[int, int] = (1, 1)) -> da.Array:
+def _native(X: da.Array, K: da.Array, stride: tuple[int, int] = (1, 1),
+            dilation: tuple[int, int] = (1, 1)) -> da.Array:
     """The chunk backend's framework conv op on every block."""
-    return correlate_blocks("native", X, K, stride)
+    return correlate_blocks("native", X, K, stride, dilation)
 
 
 def chunk_dependent(name: str) -> Any:

@@ -7,6 +7,11 @@ JAX computes in float32 unless 64-bit mode is on: a float64 input silently becom
 
 from __future__ import annotations
 
+from d2lconv.backends.jax.channels import (  # noqa: F401 (the adapter's names)
+    CHANNEL_AUTO,
+    corr2d_channels,
+    corr2d_channels_native,
+)
 from d2lconv.backends.jax.kernels import (  # noqa: F401 (the adapter's names)
     FFT_PASSES,
     NATIVE_BELOW,
@@ -24,17 +29,22 @@ from d2lconv.backends.jax.tab import (  # noqa: F401 (the adapter's names)
     layer_parameters,
     layer_vjp,
     make_trainer,
+    vjp,
 )
 from d2lconv.backends.jax.tensors import (  # noqa: F401 (the adapter's names)
     cast,
     concat,
     dtype_of,
+    einsum,
     flip,
     from_numpy,
     is_constant,
     is_native,
+    moveaxis,
     pad,
+    reshape,
     sparse_matrix,
+    stack,
     to_numpy,
     transpose,
     zero_where,

@@ -13,6 +13,7 @@ from jax import lax
 from jax import numpy as jnp
 
 from d2lconv import methods
+from d2lconv.backends.jax.tensors import reshape, stack
 
 # method="auto"'s cost model (d2lconv._auto). FFT_PASSES is where corr2d_fft and corr2d_direct cross, in units
 # of one direct pass. How: in one process at 2048x2048 float32, time both (interleaved, median CPU time) for
@@ -24,6 +25,7 @@ FFT_PASSES = 120
 # The jitted direct sum's dispatch costs less than the jitted lax.conv_general_dilated even on the book's 3x3 input.
 NATIVE_BELOW = 0
 NATIVE_TAPS = 0
+ONE = (1, 1)
 
 
 def _tree_sum(terms: Any) -> Any:
@@ -39,21 +41,23 @@ def _tree_sum(terms: Any) -> Any:
     return terms[0]
 
 
-def _direct(X: jax.Array, K: jax.Array, stride: tuple[int, int]) -> jax.Array:
+def _direct(X: jax.Array, K: jax.Array, stride: tuple[int, int], dilation: tuple[int, int]) -> jax.Array:
     """``methods.corr2d_direct`` (the sum of shifted slices), summed as a tree; ``jit`` fuses it into one pass."""
-    (h, w), (s_h, s_w) = K.shape, stride
-    out_h, out_w = methods.valid_shape(X.shape, K.shape, stride)
+    (h, w), (s_h, s_w), (d_h, d_w) = K.shape, stride, dilation
+    out_h, out_w = methods.valid_shape(X.shape, K.shape, stride, dilation)
     rows, cols = (out_h - 1) * s_h + 1, (out_w - 1) * s_w + 1
-    return _tree_sum(X[a:a + rows:s_h, b:b + cols:s_w] * K[a, b] for a in range(h) for b in range(w))
+    return _tree_sum(X[..., a * d_h:a * d_h + rows:s_h, b * d_w:b * d_w + cols:s_w] * K[a, b]
+                     for a in range(h) for b in range(w))
 
 
-def _separable(X: jax.Array, column: jax.Array, row: jax.Array, stride: tuple[int, int]) -> jax.Array:
+def _separable(X: jax.Array, column: jax.Array, row: jax.Array, stride: tuple[int, int],
+               dilation: tuple[int, int]) -> jax.Array:
     """``methods.corr2d_separable`` (a row pass, then a column pass), each summed as a tree."""
-    (h, w), (s_h, s_w) = (column.shape[0], row.shape[0]), stride
-    out_h, out_w = methods.valid_shape(X.shape, (h, w), stride)
+    (h, w), (s_h, s_w), (d_h, d_w) = (column.shape[0], row.shape[0]), stride, dilation
+    out_h, out_w = methods.valid_shape(X.shape, (h, w), stride, dilation)
     rows, cols = (out_h - 1) * s_h + 1, (out_w - 1) * s_w + 1
-    Z = _tree_sum(X[:, b:b + cols:s_w] * row[b] for b in range(w))
-    return _tree_sum(Z[a:a + rows:s_h, :] * column[a] for a in range(h))
+    Z = _tree_sum(X[..., :, b * d_w:b * d_w + cols:s_w] * row[b] for b in range(w))
+    return _tree_sum(Z[..., a * d_h:a * d_h + rows:s_h, :] * column[a] for a in range(h))
 
 
 def _fft_2d(X: jax.Array, K: jax.Array, stride: tuple[int, int]) -> jax.Array:
@@ -66,9 +70,9 @@ def _fft_2d(X: jax.Array, K: jax.Array, stride: tuple[int, int]) -> jax.Array:
     """
     s_h, s_w = stride
     out_h, out_w = methods.valid_shape(X.shape, K.shape, stride)
-    grid = (methods.fast_length(X.shape[0]), methods.fast_length(X.shape[1]))
+    grid = (methods.fast_length(X.shape[-2]), methods.fast_length(X.shape[-1]))
     full = jnp.fft.irfft2(jnp.fft.rfft2(X, s=grid) * jnp.conj(jnp.fft.rfft2(K, s=grid)), s=grid)
-    return full[:(out_h - 1) * s_h + 1:s_h, :(out_w - 1) * s_w + 1:s_w]
+    return full[..., :(out_h - 1) * s_h + 1:s_h, :(out_w - 1) * s_w + 1:s_w]
 
 
 def _fft_rows(X: jax.Array, K: jax.Array, stride: tuple[int, int]) -> jax.Array:
@@ -81,13 +85,13 @@ def _fft_rows(X: jax.Array, K: jax.Array, stride: tuple[int, int]) -> jax.Array:
     """
     h, (s_h, s_w) = K.shape[0], stride
     out_h, out_w = methods.valid_shape(X.shape, K.shape, stride)
-    rows, n = (out_h - 1) * s_h + 1, methods.fast_length(X.shape[1])
-    spectrum = jnp.fft.rfft(X, n=n, axis=1)
-    kernel = jnp.conj(jnp.fft.rfft(K, n=n, axis=1))  # conjugate: the circular correlation along each row
+    rows, n = (out_h - 1) * s_h + 1, methods.fast_length(X.shape[-1])
+    spectrum = jnp.fft.rfft(X, n=n, axis=-1)
+    kernel = jnp.conj(jnp.fft.rfft(K, n=n, axis=-1))  # conjugate: the circular correlation along each row
     x_re, x_im, k_re, k_im = spectrum.real, spectrum.imag, kernel.real, kernel.imag
-    re = _tree_sum(x_re[a:a + rows:s_h] * k_re[a] - x_im[a:a + rows:s_h] * k_im[a] for a in range(h))
-    im = _tree_sum(x_re[a:a + rows:s_h] * k_im[a] + x_im[a:a + rows:s_h] * k_re[a] for a in range(h))
-    return jnp.fft.irfft(lax.complex(re, im), n=n, axis=1)[:, :(out_w - 1) * s_w + 1:s_w]
+    re = _tree_sum(x_re[..., a:a + rows:s_h, :] * k_re[a] - x_im[..., a:a + rows:s_h, :] * k_im[a] for a in range(h))
+    im = _tree_sum(x_re[..., a:a + rows:s_h, :] * k_im[a] + x_im[..., a:a + rows:s_h, :] * k_re[a] for a in range(h))
+    return jnp.fft.irfft(lax.complex(re, im), n=n, axis=-1)[..., :(out_w - 1) * s_w + 1:s_w]
 
 
 # _fft_rows costs ~h passes of the spectrum; beyond about this many kernel rows the 2-D FFT is cheaper
@@ -95,24 +99,47 @@ def _fft_rows(X: jax.Array, K: jax.Array, stride: tuple[int, int]) -> jax.Array:
 _FFT_ROWS_MAX = 32
 
 
-def _fft(X: jax.Array, K: jax.Array, stride: tuple[int, int]) -> jax.Array:
-    """The cheaper of the two exact FFT paths for this kernel's height (both differentiable)."""
+def _fft(X: jax.Array, K: jax.Array, stride: tuple[int, int], dilation: tuple[int, int]) -> jax.Array:
+    """The cheaper of the two exact FFT paths for this kernel's height (both differentiable); a dilated
+    kernel is spread out with zeros first."""
+    if dilation != ONE:
+        K = methods.dilate(K, dilation, stack=stack, reshape=reshape)
     return (_fft_rows if K.shape[0] <= _FFT_ROWS_MAX else _fft_2d)(X, K, stride)
 
 
 # Compiled once per shape, dtype and stride (the stride is static: it decides the slices); each whole
 # method is one jit, so XLA fuses the slices, products and sums around the FFTs.
-corr2d_direct = jax.jit(_direct, static_argnums=2)
-corr2d_separable = jax.jit(_separable, static_argnums=3)
-corr2d_fft = jax.jit(_fft, static_argnums=2)
+_direct_jit = jax.jit(_direct, static_argnums=(2, 3))
+_separable_jit = jax.jit(_separable, static_argnums=(3, 4))
+_fft_jit = jax.jit(_fft, static_argnums=(2, 3))
 
 
-@partial(jax.jit, static_argnums=2)
-def corr2d_native(X: jax.Array, K: jax.Array, stride: tuple[int, int] = (1, 1)) -> jax.Array:
-    """``lax.conv_general_dilated`` with the tab's NHWC layout: one image, one channel in and out."""
+def corr2d_direct(X: jax.Array, K: jax.Array, stride: tuple[int, int] = ONE,
+                  dilation: tuple[int, int] = ONE) -> jax.Array:
+    return _direct_jit(X, K, stride, dilation)
+
+
+def corr2d_separable(X: jax.Array, column: jax.Array, row: jax.Array, stride: tuple[int, int] = ONE,
+                     dilation: tuple[int, int] = ONE) -> jax.Array:
+    return _separable_jit(X, column, row, stride, dilation)
+
+
+def corr2d_fft(X: jax.Array, K: jax.Array, stride: tuple[int, int] = ONE, dilation: tuple[int, int] = ONE) -> jax.Array:
+    return _fft_jit(X, K, stride, dilation)
+
+
+@partial(jax.jit, static_argnums=(2, 3))
+def _native(X: jax.Array, K: jax.Array, stride: tuple[int, int], dilation: tuple[int, int]) -> jax.Array:
+    """``lax.conv_general_dilated`` with the tab's NHWC layout: the planes as images, one channel in and out."""
+    lead, (H, W) = X.shape[:-2], X.shape[-2:]
     Y = lax.conv_general_dilated(
-        X[None, :, :, None], K[:, :, None, None], stride, "VALID",
+        X.reshape((-1, H, W, 1)), K[:, :, None, None], stride, "VALID", rhs_dilation=dilation,
         dimension_numbers=("NHWC", "HWIO", "NHWC"),
         precision=lax.Precision.HIGHEST,  # exact float32 on GPU/TPU too (their default rounds to bf16/tf32)
     )
-    return Y[0, :, :, 0]
+    return Y.reshape((*lead, *Y.shape[1:3]))
+
+
+def corr2d_native(X: jax.Array, K: jax.Array, stride: tuple[int, int] = ONE,
+                  dilation: tuple[int, int] = ONE) -> jax.Array:
+    return _native(X, K, stride, dilation)

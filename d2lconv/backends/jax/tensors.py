@@ -6,6 +6,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax import lax
 from jax import numpy as jnp
 
 
@@ -41,11 +42,29 @@ def transpose(x: jax.Array) -> jax.Array:
 
 
 def flip(x: jax.Array) -> jax.Array:
-    return jnp.flip(x, (0, 1))
+    """Both of the last two axes reversed."""
+    return jnp.flip(x, (-2, -1))
 
 
 def pad(x: jax.Array, rows: tuple[int, int], cols: tuple[int, int]) -> jax.Array:
-    return jnp.pad(x, (rows, cols))
+    """Zeros around the last two axes (leading axes, a batch or channels, are not padded)."""
+    return jnp.pad(x, ((0, 0),) * (x.ndim - 2) + (rows, cols))
+
+
+def reshape(x: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    return x.reshape(shape)
+
+
+def stack(xs: list[jax.Array], axis: int = 0) -> jax.Array:
+    return jnp.stack(xs, axis)
+
+
+def einsum(spec: str, *operands: jax.Array) -> jax.Array:
+    return jnp.einsum(spec, *operands, precision=lax.Precision.HIGHEST)  # exact float32 on GPU/TPU too
+
+
+def moveaxis(x: jax.Array, source: int, destination: int) -> jax.Array:
+    return jnp.moveaxis(x, source, destination)
 
 
 def sparse_matrix(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> Any:

@@ -6,6 +6,11 @@ which autograd refuses to record, so only the vectorised methods are differentia
 
 from __future__ import annotations
 
+from d2lconv.backends.mxnet.channels import (  # noqa: F401 (the adapter's names)
+    CHANNEL_AUTO,
+    corr2d_channels,
+    corr2d_channels_native,
+)
 from d2lconv.backends.mxnet.kernels import (  # noqa: F401 (the adapter's names)
     FFT_PASSES,
     NATIVE_BELOW,
@@ -23,17 +28,22 @@ from d2lconv.backends.mxnet.tab import (  # noqa: F401 (the adapter's names)
     layer_parameters,
     layer_vjp,
     make_trainer,
+    vjp,
 )
 from d2lconv.backends.mxnet.tensors import (  # noqa: F401 (the adapter's names)
     cast,
     concat,
     dtype_of,
+    einsum,
     flip,
     from_numpy,
     is_constant,
     is_native,
+    moveaxis,
     pad,
+    reshape,
     sparse_matrix,
+    stack,
     to_numpy,
     transpose,
     zero_where,

@@ -20,6 +20,7 @@ FFT_PASSES = None
 # 64..4096 pixels) and is 4-5x slower than it from 7x7 up (benchmarks/RESULTS.md).
 NATIVE_TAPS = 9
 NATIVE_BELOW = 1 << 12  # npx.convolution is one call (88 us on the book's input, direct 169 us) but slow at scale
+ONE = (1, 1)
 
 
 class _Shaped:
@@ -42,40 +43,48 @@ def _compile(graph: Any) -> Callable[..., np.ndarray]:
     return lambda **inputs: op(*(inputs[name] for name in order))
 
 
-# One graph per shape and stride, as jax.jit retraces per shape; eager MXNet spends ~0.1 ms on every slice.
+# One graph per shape, stride and dilation, as jax.jit retraces per shape; eager MXNet spends ~0.1 ms on every slice.
 @lru_cache(maxsize=32)
-def _direct(x_shape: tuple[int, int], k_shape: tuple[int, int], stride: tuple[int, int]) -> Callable:
-    return _compile(methods.corr2d_direct(_Shaped("X", x_shape), _Shaped("K", k_shape), stride))
+def _direct(x_shape: tuple[int, ...], k_shape: tuple[int, int], stride: tuple[int, int],
+            dilation: tuple[int, int]) -> Callable:
+    return _compile(methods.corr2d_direct(_Shaped("X", x_shape), _Shaped("K", k_shape), stride, dilation))
 
 
 @lru_cache(maxsize=32)
-def _separable(x_shape: tuple[int, int], h: int, w: int, stride: tuple[int, int]) -> Callable:
+def _separable(x_shape: tuple[int, ...], h: int, w: int, stride: tuple[int, int],
+               dilation: tuple[int, int]) -> Callable:
     return _compile(methods.corr2d_separable(_Shaped("X", x_shape), _Shaped("column", (h,)),
-                                             _Shaped("row", (w,)), stride))
+                                             _Shaped("row", (w,)), stride, dilation))
 
 
 @lru_cache(maxsize=32)
-def _native(x_shape: tuple[int, int], k_shape: tuple[int, int], stride: tuple[int, int]) -> Callable:
+def _native(x_shape: tuple[int, ...], k_shape: tuple[int, int], stride: tuple[int, int],
+            dilation: tuple[int, int]) -> Callable:
+    """``npx.convolution`` alone in its graph, on NCHW (reshapes compiled in beside it made a depthwise
+    convolution 3-4x slower; see ``channels.py``)."""
     X, K = (mx.sym.var(name).as_np_ndarray() for name in ("X", "K"))
-    Y = mx.sym.npx.convolution(X.reshape(1, 1, *x_shape), K.reshape(1, 1, *k_shape), no_bias=True, num_filter=1,
-                               kernel=k_shape, stride=stride)
-    return _compile(Y.reshape(methods.valid_shape(x_shape, k_shape, stride)))
+    return _compile(mx.sym.npx.convolution(X, K, no_bias=True, num_filter=1, kernel=k_shape, stride=stride,
+                                           dilate=dilation))
 
 
-def corr2d_direct(X: np.ndarray, K: np.ndarray, stride: tuple[int, int] = (1, 1)) -> np.ndarray:
-    """``methods.corr2d_direct``, compiled once per shape and stride."""
-    return _direct(X.shape, K.shape, stride)(X=X, K=K)
+def corr2d_direct(X: np.ndarray, K: np.ndarray, stride: tuple[int, int] = ONE,
+                  dilation: tuple[int, int] = ONE) -> np.ndarray:
+    """``methods.corr2d_direct``, compiled once per shape, stride and dilation."""
+    return _direct(X.shape, K.shape, stride, dilation)(X=X, K=K)
 
 
 def corr2d_separable(X: np.ndarray, column: np.ndarray, row: np.ndarray,
-                     stride: tuple[int, int] = (1, 1)) -> np.ndarray:
-    """``methods.corr2d_separable``, compiled once per shape and stride."""
-    return _separable(X.shape, column.shape[0], row.shape[0], stride)(X=X, column=column, row=row)
+                     stride: tuple[int, int] = ONE, dilation: tuple[int, int] = ONE) -> np.ndarray:
+    """``methods.corr2d_separable``, compiled once per shape, stride and dilation."""
+    return _separable(X.shape, column.shape[0], row.shape[0], stride, dilation)(X=X, column=column, row=row)
 
 
 corr2d_fft = None
 
 
-def corr2d_native(X: np.ndarray, K: np.ndarray, stride: tuple[int, int]) -> np.ndarray:
-    """``npx.convolution`` on the tab's NCHW layout (batch and channel of size one), compiled with its reshapes."""
-    return _native(X.shape, K.shape, stride)(X=X, K=K)
+def corr2d_native(X: np.ndarray, K: np.ndarray, stride: tuple[int, int] = ONE,
+                  dilation: tuple[int, int] = ONE) -> np.ndarray:
+    """``npx.convolution`` on the tab's NCHW layout (the planes as examples, one channel), compiled."""
+    planes = X.reshape(-1, 1, *X.shape[-2:])
+    Y = _native(planes.shape, K.shape, stride, dilation)(X=planes, K=K.reshape(1, 1, *K.shape))
+    return Y.reshape(*X.shape[:-2], *Y.shape[-2:])

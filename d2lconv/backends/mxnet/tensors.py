@@ -53,11 +53,29 @@ def transpose(x: np.ndarray) -> np.ndarray:
 
 
 def flip(x: np.ndarray) -> np.ndarray:
-    return np.flip(x, axis=(0, 1))
+    """Both of the last two axes reversed (MXNet's flip takes non-negative axes only)."""
+    return np.flip(x, axis=(x.ndim - 2, x.ndim - 1))
 
 
 def pad(x: np.ndarray, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
-    return np.pad(x, (rows, cols))
+    """Zeros around the last two axes (leading axes, a batch or channels, are not padded)."""
+    return np.pad(x, ((0, 0),) * (x.ndim - 2) + (rows, cols))
+
+
+def reshape(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    return x.reshape(shape)
+
+
+def stack(xs: list[np.ndarray], axis: int = 0) -> np.ndarray:
+    return np.stack(xs, axis)
+
+
+def einsum(spec: str, *operands: np.ndarray) -> np.ndarray:
+    return np.einsum(spec, *operands)
+
+
+def moveaxis(x: np.ndarray, source: int, destination: int) -> np.ndarray:
+    return np.moveaxis(x, source, destination)
 
 
 def sparse_matrix(rows: onp.ndarray, cols: onp.ndarray, values: onp.ndarray, shape: tuple[int, int]) -> Any:

@@ -7,6 +7,13 @@ again a cross-correlation (``d2lconv.methods.kernel_gradient``).
 
 from __future__ import annotations
 
+from d2lconv.backends.numpy.channels import (  # noqa: F401 (the adapter's names)
+    CHANNEL_AUTO,
+    channels_vjp,
+    corr2d_channels,
+    corr2d_channels_native,
+    vjp,
+)
 from d2lconv.backends.numpy.kernels import (  # noqa: F401 (the adapter's names)
     FFT_PASSES,
     NATIVE_BELOW,
@@ -29,12 +36,16 @@ from d2lconv.backends.numpy.tensors import (  # noqa: F401 (the adapter's names)
     cast,
     concat,
     dtype_of,
+    einsum,
     flip,
     from_numpy,
     is_constant,
     is_native,
+    moveaxis,
     pad,
+    reshape,
     sparse_matrix,
+    stack,
     to_numpy,
     transpose,
     zero_where,

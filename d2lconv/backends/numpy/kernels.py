@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from d2lconv import methods
-from d2lconv.backends.numpy.tensors import flip
+from d2lconv.backends.numpy.tensors import flip, reshape, stack
 
 NO_NATIVE = "NumPy has no convolution operation of its own (use method='direct', 'separable' or 'fft')"
 # A float32 FFT correlation costs about as much as this many in-cache multiply-add passes (2048x2048):
@@ -21,6 +21,7 @@ NO_NATIVE = "NumPy has no convolution operation of its own (use method='direct',
 FFT_PASSES = 36 if importlib.util.find_spec("scipy") else 60
 NATIVE_BELOW = 0
 NATIVE_TAPS = 0
+ONE = (1, 1)
 
 
 # NumPy evaluates one operation at a time, so the shared sum of shifted slices would stream the whole
@@ -57,49 +58,73 @@ def _quiet(function: Callable) -> Callable:
     return quiet
 
 
+def _delivered(Y: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """``Y``, or ``out`` holding it (``Y`` was computed in ``out`` unless its shape could not be a view of it)."""
+    if out is None:
+        return Y
+    if not np.shares_memory(Y, out):
+        out[...] = Y
+    return out
+
+
+def _planes(X: np.ndarray) -> np.ndarray:
+    """``X`` as a stack of 2-D planes ``(B, H, W)`` (a view when its leading axes allow it)."""
+    return X.reshape((-1, *X.shape[-2:]))
+
+
 @_quiet
-def corr2d_direct(X: np.ndarray, K: np.ndarray, stride: tuple[int, int] = (1, 1), *,
-                  out: np.ndarray | None = None) -> np.ndarray:
+def corr2d_direct(X: np.ndarray, K: np.ndarray, stride: tuple[int, int] = ONE,
+                  dilation: tuple[int, int] = ONE, *, out: np.ndarray | None = None) -> np.ndarray:
     """The shared sum of shifted slices (``methods.corr2d_direct``), band by band in the cache.
 
-    ``out``, if given, receives the result (the Dask backend writes each block's parts into its output).
+    Leading axes are one more axis of every band: each band holds the same rows of every plane. ``out``, if
+    given, receives the result (the Dask backend writes each block's parts into its output).
     """
-    (s_h, s_w), taps = stride, K.tolist()
-    out_h, out_w = methods.valid_shape(X.shape, K.shape, stride)
-    if out_h * out_w * K.size < _BAND_BYTES // 16:  # small enough for the cache anyway: fewer Python steps
-        Y = methods.corr2d_direct(X, K, stride)
+    (s_h, s_w), (d_h, d_w), taps = stride, dilation, K.tolist()
+    out_h, out_w = methods.valid_shape(X.shape, K.shape, stride, dilation)
+    planes = _planes(X)
+    row_bytes = planes.shape[0] * out_w * X.itemsize
+    if planes.shape[0] * out_h * out_w * K.size < _BAND_BYTES // 16:  # in the cache anyway: fewer Python steps
+        Y = methods.corr2d_direct(X, K, stride, dilation)
         if out is None:
             return Y
         out[...] = Y
         return out
-    Y = np.empty((out_h, out_w), dtype=X.dtype) if out is None else out
-    scratch = np.empty_like(Y[:max(1, _BAND_BYTES // (out_w * X.itemsize))])
-    for start, stop in _bands(out_h, out_w * X.itemsize):
-        terms = ((X[start * s_h + a:(stop - 1) * s_h + a + 1:s_h, b:b + (out_w - 1) * s_w + 1:s_w], taps[a][b])
+    Y = np.empty((planes.shape[0], out_h, out_w), dtype=X.dtype) if out is None else out.reshape(
+        (planes.shape[0], out_h, out_w))
+    scratch = np.empty_like(Y[:, :max(1, _BAND_BYTES // row_bytes)])
+    for start, stop in _bands(out_h, row_bytes):
+        terms = ((planes[:, start * s_h + a * d_h:(stop - 1) * s_h + a * d_h + 1:s_h,
+                         b * d_w:b * d_w + (out_w - 1) * s_w + 1:s_w], taps[a][b])
                  for a in range(K.shape[0]) for b in range(K.shape[1]))
-        _accumulate(Y[start:stop], terms, scratch[:stop - start])
-    return Y
+        _accumulate(Y[:, start:stop], terms, scratch[:, :stop - start])
+    return _delivered(Y.reshape((*X.shape[:-2], out_h, out_w)), out)
 
 
 @_quiet
 def corr2d_separable(X: np.ndarray, column: np.ndarray, row: np.ndarray,
-                     stride: tuple[int, int] = (1, 1), *, out: np.ndarray | None = None) -> np.ndarray:
+                     stride: tuple[int, int] = ONE, dilation: tuple[int, int] = ONE, *,
+                     out: np.ndarray | None = None) -> np.ndarray:
     """A row pass then a column pass (``methods.corr2d_separable``), band by band in the cache."""
-    (s_h, s_w), h, w = stride, column.shape[0], row.shape[0]
-    out_h, out_w = methods.valid_shape(X.shape, (h, w), stride)
-    Y = np.empty((out_h, out_w), dtype=X.dtype) if out is None else out
-    band = max(1, _BAND_BYTES // (out_w * X.itemsize))
-    rows_needed = (band - 1) * s_h + h
-    Z = np.empty((rows_needed, out_w), dtype=X.dtype)
+    (s_h, s_w), (d_h, d_w), h, w = stride, dilation, column.shape[0], row.shape[0]
+    out_h, out_w = methods.valid_shape(X.shape, (h, w), stride, dilation)
+    planes = _planes(X)
+    row_bytes = planes.shape[0] * out_w * X.itemsize
+    Y = np.empty((planes.shape[0], out_h, out_w), dtype=X.dtype) if out is None else out.reshape(
+        (planes.shape[0], out_h, out_w))
+    band = max(1, _BAND_BYTES // row_bytes)
+    span = (h - 1) * d_h + 1
+    rows_needed = (band - 1) * s_h + span
+    Z = np.empty((planes.shape[0], rows_needed, out_w), dtype=X.dtype)
     scratch = np.empty_like(Z)
-    for start, stop in _bands(out_h, out_w * X.itemsize):
-        first, last = start * s_h, (stop - 1) * s_h + h  # the input rows this band of output needs
-        z = Z[:last - first]
-        _accumulate(z, ((X[first:last, b:b + (out_w - 1) * s_w + 1:s_w], v) for b, v in enumerate(row.tolist())),
-                    scratch[:last - first])
-        terms = ((z[a:a + (stop - start - 1) * s_h + 1:s_h], u) for a, u in enumerate(column.tolist()))
-        _accumulate(Y[start:stop], terms, scratch[:stop - start])
-    return Y
+    for start, stop in _bands(out_h, row_bytes):
+        first, last = start * s_h, (stop - 1) * s_h + span  # the input rows this band of output needs
+        z = Z[:, :last - first]
+        _accumulate(z, ((planes[:, first:last, b * d_w:b * d_w + (out_w - 1) * s_w + 1:s_w], v)
+                        for b, v in enumerate(row.tolist())), scratch[:, :last - first])
+        terms = ((z[:, a * d_h:a * d_h + (stop - start - 1) * s_h + 1:s_h], u) for a, u in enumerate(column.tolist()))
+        _accumulate(Y[:, start:stop], terms, scratch[:, :stop - start])
+    return _delivered(Y.reshape((*X.shape[:-2], out_h, out_w)), out)
 
 
 def _fft_module() -> Any:
@@ -117,6 +142,7 @@ corr2d_fft = _quiet(partial(
     rfft2=lambda x, s: _fft_module().rfft2(x, s),
     irfft2=lambda x, s: _fft_module().irfft2(x, s),
     flip=flip,
+    dilate=partial(methods.dilate, stack=stack, reshape=reshape),
 ))
 
 

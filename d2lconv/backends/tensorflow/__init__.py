@@ -9,6 +9,11 @@ through these methods.
 
 from __future__ import annotations
 
+from d2lconv.backends.tensorflow.channels import (  # noqa: F401 (the adapter's names)
+    CHANNEL_AUTO,
+    corr2d_channels,
+    corr2d_channels_native,
+)
 from d2lconv.backends.tensorflow.kernels import (  # noqa: F401 (the adapter's names)
     FFT_PASSES,
     NATIVE_BELOW,
@@ -30,17 +35,22 @@ from d2lconv.backends.tensorflow.tab import (  # noqa: F401 (the adapter's names
     layer_parameters,
     layer_vjp,
     make_trainer,
+    vjp,
 )
 from d2lconv.backends.tensorflow.tensors import (  # noqa: F401 (the adapter's names)
     cast,
     concat,
     dtype_of,
+    einsum,
     flip,
     from_numpy,
     is_constant,
     is_native,
+    moveaxis,
     pad,
+    reshape,
     sparse_matrix,
+    stack,
     to_numpy,
     transpose,
     zero_where,

@@ -48,11 +48,33 @@ def transpose(x: Any) -> tf.Tensor:
 
 
 def flip(x: Any) -> tf.Tensor:
-    return tf.reverse(_tensor(x), axis=[0, 1])
+    """Both of the last two axes reversed."""
+    return tf.reverse(_tensor(x), axis=[-2, -1])
 
 
 def pad(x: Any, rows: tuple[int, int], cols: tuple[int, int]) -> tf.Tensor:
-    return tf.pad(_tensor(x), [rows, cols])
+    """Zeros around the last two axes (leading axes, a batch or channels, are not padded)."""
+    x = _tensor(x)
+    return tf.pad(x, [(0, 0)] * (len(x.shape) - 2) + [rows, cols])
+
+
+def reshape(x: Any, shape: tuple[int, ...]) -> tf.Tensor:
+    return tf.reshape(_tensor(x), shape)
+
+
+def stack(xs: list[Any], axis: int = 0) -> tf.Tensor:
+    return tf.stack([_tensor(x) for x in xs], axis)
+
+
+def einsum(spec: str, *operands: Any) -> tf.Tensor:
+    return tf.einsum(spec, *(_tensor(x) for x in operands))
+
+
+def moveaxis(x: Any, source: int, destination: int) -> tf.Tensor:
+    x = _tensor(x)
+    order = list(range(len(x.shape)))
+    order.insert(destination % len(order), order.pop(source % len(order)))
+    return tf.transpose(x, order)
 
 
 def sparse_matrix(rows: np.ndarray, cols: np.ndarray, values: np.ndarray,

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from d2lconv import methods
-from d2lconv.backends.torch.tensors import is_constant
+from d2lconv.backends.torch.tensors import is_constant, reshape, stack
 
 # The two numbers of auto's cost model, ratios of this adapter's own methods (so they carry over between
 # machines), measured in one process at N = 512, 1024 and 2048 with one intra-op thread: a "pass" is the time
@@ -20,6 +20,7 @@ FFT_PASSES = 60
 # 1.3e5 (k = 2), 3e5 (k = 3) and 4e5 (k = 7) multiply-adds (N = 16..512, same process, median of ~2 ms samples).
 NATIVE_BELOW = 1 << 18
 NATIVE_TAPS = 0
+ONE = (1, 1)
 
 
 # Fast paths. PyTorch runs one operation at a time, so the shared sum of shifted slices streams the whole
@@ -41,79 +42,108 @@ def _no_gradient(*tensors: torch.Tensor) -> bool:
     return all(is_constant(t) for t in tensors)
 
 
-def _band_rows(out_w: int, itemsize: int) -> int:
-    """Output rows per band (see ``_BAND_BYTES_ONE_THREAD``)."""
+def _band_elements(itemsize: int) -> int:
+    """Output elements per band (see ``_BAND_BYTES_ONE_THREAD``)."""
     if torch.get_num_threads() == 1:
-        return max(1, _BAND_BYTES_ONE_THREAD // (out_w * itemsize))
-    return max(1, _SERIAL_ELEMENTS // out_w)
+        return max(1, _BAND_BYTES_ONE_THREAD // itemsize)
+    return _SERIAL_ELEMENTS
 
 
-def corr2d_direct(X: torch.Tensor, K: torch.Tensor, stride: tuple[int, int] = (1, 1)) -> torch.Tensor:
-    """The shared sum of shifted slices (``methods.corr2d_direct``); band by band in the cache when constant."""
-    (s_h, s_w), (h, w) = stride, K.shape
-    out_h, out_w = methods.valid_shape(X.shape, K.shape, stride)
-    if out_h * out_w * h * w < _SERIAL_ELEMENTS or not _no_gradient(X, K):  # small, or autograd must see it
-        return methods.corr2d_direct(X, K, stride)
+def _tiles(planes: int, out_h: int, out_w: int, itemsize: int) -> tuple[int, int]:
+    """``(planes, rows)`` per band of a ``(planes, out_h, out_w)`` output: all planes' rows while one row of
+    every plane fits the band, else fewer planes at a time (each band is one strided 3-D slice)."""
+    budget = _band_elements(itemsize)
+    if planes * out_w <= budget:
+        return planes, min(out_h, budget // (planes * out_w))
+    rows = min(out_h, max(1, budget // out_w))
+    return max(1, budget // (rows * out_w)), rows
+
+
+def _planes(X: torch.Tensor) -> torch.Tensor:
+    """``X`` as a stack of 2-D planes ``(B, H, W)`` (a view when its leading axes allow it)."""
+    return X.reshape((-1, *X.shape[-2:]))
+
+
+def corr2d_direct(X: torch.Tensor, K: torch.Tensor, stride: tuple[int, int] = ONE,
+                  dilation: tuple[int, int] = ONE) -> torch.Tensor:
+    """The shared sum of shifted slices (``methods.corr2d_direct``); band by band in the cache when constant.
+
+    Leading axes (a batch) are one more axis of each band: the same rows of several planes at once.
+    """
+    (s_h, s_w), (d_h, d_w), (h, w) = stride, dilation, K.shape
+    out_h, out_w = methods.valid_shape(X.shape, K.shape, stride, dilation)
+    planes = _planes(X)
+    count = planes.shape[0]
+    if count * out_h * out_w * h * w < _SERIAL_ELEMENTS or not _no_gradient(X, K):  # small, or autograd needs it
+        return methods.corr2d_direct(X, K, stride, dilation)
     taps = K.tolist()
-    Y = torch.empty((out_h, out_w), dtype=X.dtype, device=X.device)
+    Y = torch.empty((count, out_h, out_w), dtype=X.dtype, device=X.device)
     cols = (out_w - 1) * s_w + 1
-    step = _band_rows(out_w, X.element_size())
-    for start in range(0, out_h, step):  # why: each band of Y stays in the cache for all h * w updates
-        y, rows = Y[start:start + step], (min(start + step, out_h) - start - 1) * s_h + 1
-        for a in range(h):
-            for b in range(w):
-                source = X[start * s_h + a:start * s_h + a + rows:s_h, b:b + cols:s_w]
-                if a == b == 0:
-                    torch.mul(source, taps[0][0], out=y)
-                else:
-                    y.add_(source, alpha=taps[a][b])  # one fused multiply-add per element
-    return Y
+    chunk, step = _tiles(count, out_h, out_w, X.element_size())
+    for p in range(0, count, chunk):
+        for start in range(0, out_h, step):  # why: each band of Y stays in the cache for all h * w updates
+            y, rows = Y[p:p + chunk, start:start + step], (min(start + step, out_h) - start - 1) * s_h + 1
+            for a in range(h):
+                top = start * s_h + a * d_h
+                for b in range(w):
+                    source = planes[p:p + chunk, top:top + rows:s_h, b * d_w:b * d_w + cols:s_w]
+                    if a == b == 0:
+                        torch.mul(source, taps[0][0], out=y)
+                    else:
+                        y.add_(source, alpha=taps[a][b])  # one fused multiply-add per element
+    return Y.reshape((*X.shape[:-2], out_h, out_w))
 
 
 def corr2d_separable(X: torch.Tensor, column: torch.Tensor, row: torch.Tensor,
-                     stride: tuple[int, int] = (1, 1)) -> torch.Tensor:
+                     stride: tuple[int, int] = ONE, dilation: tuple[int, int] = ONE) -> torch.Tensor:
     """A row pass then a column pass (``methods.corr2d_separable``); band by band in the cache when constant.
 
     Short kernels filter each band's input rows and then its columns while both are in the cache; tall
     ones (whose bands would filter more than a quarter of their rows twice) run the row pass over the
     whole input first, into one output-sized buffer, then the column pass, each band by band.
     """
-    (s_h, s_w), h, w = stride, column.shape[0], row.shape[0]
-    out_h, out_w = methods.valid_shape(X.shape, (h, w), stride)
-    if out_h * out_w * (h + w) < _SERIAL_ELEMENTS or not _no_gradient(X, column, row):
-        return methods.corr2d_separable(X, column, row, stride)
+    (s_h, s_w), (d_h, d_w), h, w = stride, dilation, column.shape[0], row.shape[0]
+    out_h, out_w = methods.valid_shape(X.shape, (h, w), stride, dilation)
+    planes = _planes(X)
+    count = planes.shape[0]
+    if count * out_h * out_w * (h + w) < _SERIAL_ELEMENTS or not _no_gradient(X, column, row):
+        return methods.corr2d_separable(X, column, row, stride, dilation)
     column, row = column.tolist(), row.tolist()
+    span = (h - 1) * d_h + 1
     cols = (out_w - 1) * s_w + 1
-    step = _band_rows(out_w, X.element_size())  # rows of the row pass's buffer per band
-    fused = (step - h) // s_h + 1 >= 4 * (h - 1)
-    Z = torch.empty((step if fused else X.shape[0], out_w), dtype=X.dtype, device=X.device)
-    Y = torch.empty((out_h, out_w), dtype=X.dtype, device=X.device)
+    chunk, step = _tiles(count, planes.shape[1], out_w, X.element_size())  # rows of the row pass's buffer
+    fused = (step - span) // s_h + 1 >= 4 * (span - 1)
+    Z = torch.empty((min(chunk, count), step if fused else planes.shape[1], out_w), dtype=X.dtype, device=X.device)
+    Y = torch.empty((count, out_h, out_w), dtype=X.dtype, device=X.device)
 
-    def row_pass(first: int, last: int, z: torch.Tensor) -> None:  # z = sum_b X[first:last, b::s_w] * row[b]
-        torch.mul(X[first:last, 0:cols:s_w], row[0], out=z)
+    def row_pass(x: torch.Tensor, first: int, last: int, z: torch.Tensor) -> None:  # z = sum_b x[b::s_w] * row[b]
+        torch.mul(x[:, first:last, 0:cols:s_w], row[0], out=z)
         for b in range(1, w):
-            z.add_(X[first:last, b:b + cols:s_w], alpha=row[b])
+            z.add_(x[:, first:last, b * d_w:b * d_w + cols:s_w], alpha=row[b])
 
     def column_pass(z: torch.Tensor, y: torch.Tensor) -> None:  # y = sum_a z[a::s_h] * column[a]
-        rows = (y.shape[0] - 1) * s_h + 1
-        torch.mul(z[0:rows:s_h], column[0], out=y)
+        rows = (y.shape[1] - 1) * s_h + 1
+        torch.mul(z[:, 0:rows:s_h], column[0], out=y)
         for a in range(1, h):
-            y.add_(z[a:a + rows:s_h], alpha=column[a])
+            y.add_(z[:, a * d_h:a * d_h + rows:s_h], alpha=column[a])
 
-    if fused:
-        band = (step - h) // s_h + 1  # output rows whose input rows fit in Z
-        for start in range(0, out_h, band):
-            stop = min(start + band, out_h)
-            first, last = start * s_h, (stop - 1) * s_h + h
-            row_pass(first, last, Z[:last - first])
-            column_pass(Z[:last - first], Y[start:stop])
-    else:
-        for start in range(0, X.shape[0], step):
-            row_pass(start, min(start + step, X.shape[0]), Z[start:start + step])
-        band = max(1, step // s_h)
-        for start in range(0, out_h, band):
-            column_pass(Z[start * s_h:], Y[start:start + band])
-    return Y
+    for p in range(0, count, chunk):
+        x, y_planes = planes[p:p + chunk], Y[p:p + chunk]
+        z_planes = Z[:x.shape[0]]
+        if fused:
+            band = (step - span) // s_h + 1  # output rows whose input rows fit in Z
+            for start in range(0, out_h, band):
+                stop = min(start + band, out_h)
+                first, last = start * s_h, (stop - 1) * s_h + span
+                row_pass(x, first, last, z_planes[:, :last - first])
+                column_pass(z_planes[:, :last - first], y_planes[:, start:stop])
+        else:
+            for start in range(0, x.shape[1], step):
+                row_pass(x, start, min(start + step, x.shape[1]), z_planes[:, start:start + step])
+            band = max(1, step // s_h)
+            for start in range(0, out_h, band):
+                column_pass(z_planes[:, start * s_h:], y_planes[:, start:start + band])
+    return Y.reshape((*X.shape[:-2], out_h, out_w))
 
 
 def _kernel_spectrum(K: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -149,7 +179,8 @@ def _fft_tile(kernel_shape: tuple[int, int], input_shape: tuple[int, int]) -> tu
 _FFT_CHUNK = 1 << 21
 
 
-def corr2d_fft(X: torch.Tensor, K: torch.Tensor, stride: tuple[int, int] = (1, 1)) -> torch.Tensor:
+def corr2d_fft(X: torch.Tensor, K: torch.Tensor, stride: tuple[int, int] = ONE,
+               dilation: tuple[int, int] = ONE) -> torch.Tensor:
     """Cross-correlation through ``torch.fft`` on overlapping tiles (overlap-save), differentiable throughout.
 
     Each tile of ``T`` rows and columns gives ``T - k + 1`` valid output rows and columns: a circular
@@ -157,27 +188,34 @@ def corr2d_fft(X: torch.Tensor, K: torch.Tensor, stride: tuple[int, int] = (1, 1
     every ``T - k + 1`` pixels, so the valid parts tile the output exactly (the input is zero-padded at the
     bottom and right to a whole number of tiles). Rows of tiles are transformed about ``_FFT_CHUNK`` pixels
     at a time, so the extra memory beyond the padded input and the output stays a few such chunks.
+    Leading axes (a batch) are transformed together; a dilated kernel is spread out with zeros first.
     """
-    (h, w), (n_h, n_w) = K.shape, X.shape
+    if dilation != ONE:
+        K = methods.dilate(K, dilation, stack=stack, reshape=reshape)
+    planes = _planes(X)
+    (h, w), (count, n_h, n_w) = K.shape, planes.shape
     out_h, out_w = n_h - h + 1, n_w - w + 1  # unstrided; the stride is taken at the end
     t_h, t_w = _fft_tile((h, w), (n_h, n_w))
     step_h, step_w = t_h - h + 1, t_w - w + 1
     tiles_h, tiles_w = -(-out_h // step_h), -(-out_w // step_w)
-    padded = F.pad(X, (0, (tiles_w - 1) * step_w + t_w - n_w, 0, (tiles_h - 1) * step_h + t_h - n_h))
+    padded = F.pad(planes, (0, (tiles_w - 1) * step_w + t_w - n_w, 0, (tiles_h - 1) * step_h + t_h - n_h))
     kernel = _kernel_spectrum(K, (t_h, t_w))
-    per_call = max(1, _FFT_CHUNK // (tiles_w * t_h * t_w))  # rows of tiles per transform
+    per_call = max(1, _FFT_CHUNK // (count * tiles_w * t_h * t_w))  # rows of tiles per transform
     constant = _no_gradient(X, K)
     bands = []
     for i in range(0, tiles_h, per_call):
         j = min(i + per_call, tiles_h)
-        tiles = padded[i * step_h:(j - 1) * step_h + t_h].unfold(0, t_h, step_h).unfold(1, t_w, step_w)
+        tiles = padded[:, i * step_h:(j - 1) * step_h + t_h].unfold(1, t_h, step_h).unfold(2, t_w, step_w)
         spectrum = torch.fft.rfft2(tiles)
         spectrum = spectrum.mul_(kernel) if constant else spectrum * kernel  # in place: one buffer less
         valid = torch.fft.irfft2(spectrum, s=(t_h, t_w))[..., :step_h, :step_w]
-        bands.append(valid.permute(0, 2, 1, 3).reshape((j - i) * step_h, tiles_w * step_w))
-    return torch.cat(bands)[:out_h:stride[0], :out_w:stride[1]]
+        bands.append(valid.permute(0, 1, 3, 2, 4).reshape(count, (j - i) * step_h, tiles_w * step_w))
+    Y = torch.cat(bands, 1)[:, :out_h:stride[0], :out_w:stride[1]]
+    return Y.reshape((*X.shape[:-2], *Y.shape[-2:]))
 
 
-def corr2d_native(X: torch.Tensor, K: torch.Tensor, stride: tuple[int, int]) -> torch.Tensor:
-    """``F.conv2d`` on the tab's (example, channel, height, width) layout, one example and one channel."""
-    return F.conv2d(X[None, None], K[None, None], stride=stride)[0, 0]
+def corr2d_native(X: torch.Tensor, K: torch.Tensor, stride: tuple[int, int] = ONE,
+                  dilation: tuple[int, int] = ONE) -> torch.Tensor:
+    """``F.conv2d`` on the tab's (example, channel, height, width) layout: the planes as examples, one channel."""
+    Y = F.conv2d(_planes(X)[:, None], K[None, None], stride=stride, dilation=dilation)
+    return Y.reshape((*X.shape[:-2], *Y.shape[-2:]))

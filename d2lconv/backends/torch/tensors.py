@@ -69,11 +69,29 @@ def transpose(x: torch.Tensor) -> torch.Tensor:
 
 
 def flip(x: torch.Tensor) -> torch.Tensor:
-    return torch.flip(x, (0, 1))
+    """Both of the last two axes reversed."""
+    return torch.flip(x, (-2, -1))
 
 
 def pad(x: torch.Tensor, rows: tuple[int, int], cols: tuple[int, int]) -> torch.Tensor:
+    """Zeros around the last two axes (leading axes, a batch or channels, are not padded)."""
     return F.pad(x, (*cols, *rows))  # F.pad lists the last axis first
+
+
+def reshape(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    return x.reshape(shape)
+
+
+def stack(xs: list[torch.Tensor], axis: int = 0) -> torch.Tensor:
+    return torch.stack(xs, axis)
+
+
+def einsum(spec: str, *operands: torch.Tensor) -> torch.Tensor:
+    return torch.einsum(spec, *operands)
+
+
+def moveaxis(x: torch.Tensor, source: int, destination: int) -> torch.Tensor:
+    return torch.movedim(x, source, destination)
 
 
 def sparse_matrix(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> torch.Tensor:
