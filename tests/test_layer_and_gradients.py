@@ -31,6 +31,12 @@ def test_layer_is_native_with_named_parameters():
     assert type(layer).__module__.startswith(f"d2lconv.backends.{dc.get_backend()}.")
 
 
+def test_layer_gradients_refuse_a_grad_output_of_the_wrong_shape():
+    layer = dc.Conv2D((2, 3), seed=0)
+    with pytest.raises(ValueError, match=r"grad_output has shape \(3, 2\) but the layer gives \(3, 3\)"):
+        dc.layer_gradients(layer, np.ones((4, 5)), np.ones((3, 2)))
+
+
 def _parameters(layer):
     """Weight and bias of a layer as NumPy arrays (each framework stores them its own way)."""
     return active_adapter().layer_parameters(layer)
