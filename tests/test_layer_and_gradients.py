@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_close, each_method, reference_corr2d
+from conftest import assert_close, each_method, numeric_gradient, reference_corr2d
 
 import d2lconv as dc
 from d2lconv._backend import active_adapter
 
 DIFFERENTIABLE = [method for method in dc.METHODS if method not in ("loop", "separable")]
-
-
-def numeric_gradient(f, x, eps=1e-3):
-    """Central differences of a scalar function of a float64 array (exact for the linear maps here)."""
-    grad = np.zeros_like(x)
-    for index in np.ndindex(x.shape):
-        step = np.zeros_like(x)
-        step[index] = eps
-        grad[index] = (f(x + step) - f(x - step)) / (2 * eps)
-    return grad
 
 
 def test_layer_is_native_with_named_parameters():
