@@ -287,6 +287,24 @@ def _row(case: dict[str, Any]) -> str:
 HEADER = ["case", "auto ->"] + [f"{name} ms" for name in COLUMNS] + ["auto / fw-op", "check"]
 
 
+def summary(results: list[dict[str, Any]]) -> str:
+    """``auto / fw-op`` for every case (rows) and run (columns), with the load average of each run."""
+    names = [case["case"] for case in results[0]["cases"]]
+    header = ["case"] + [f"{r['backend']} ({'1 thread' if r['threads'] == 1 else 'default threads'})"
+                         for r in results]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name in names:
+        cells = [name]
+        for result in results:
+            case = next((c for c in result["cases"] if c["case"] == name), None)
+            ratio = None if case is None else case["auto/fw-op"]
+            cells.append("-" if ratio is None else f"{ratio:.2f} ({case['auto_choice']})")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("| load average (1 min), before -> after | " + " | ".join(
+        f"{r['load_before'][0]:.1f} -> {r['load_after'][0]:.1f}" for r in results) + " |")
+    return "\n".join(lines)
+
+
 def markdown(results: list[dict[str, Any]]) -> str:
     """One table per run (backend, threads), with its load average."""
     lines = []
@@ -325,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in args.merge:
             with open(path, encoding="utf-8") as handle:
                 results.append(json.load(handle))
-        print(markdown(results))
+        print(summary(results) + "\n\n" + markdown(results))
         return 0
     if args.threads:
         limit_threads(args.threads)

@@ -61,4 +61,7 @@ def layer_gradients(layer: Any, x: Any, grad_output: Any) -> dict[str, np.ndarra
     """Gradients of ``sum(grad_output * layer(x))`` for each parameter of a :func:`d2lconv.Conv2D` layer."""
     adapter = active_adapter()
     x, G = as_tensor(adapter, x, "x"), as_tensor(adapter, grad_output, "grad_output")
+    y_shape = tuple(layer(x).shape)  # the forward pass first: its shape, and its errors for bad input
+    if tuple(G.shape) != y_shape:
+        raise ValueError(f"grad_output has shape {tuple(G.shape)} but the layer gives {y_shape}")
     return {name: to_numpy(grad) for name, grad in adapter.layer_vjp(layer, x, G).items()}

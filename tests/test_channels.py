@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_close, each_method, reference_corr2d, reference_multi_in_out
+from conftest import (
+    assert_close,
+    each_method,
+    needs_float64,
+    numeric_gradient,
+    reference_corr2d,
+    reference_multi_in_out,
+)
 
 import d2lconv as dc
 from d2lconv._backend import active_adapter
@@ -208,15 +215,7 @@ def test_integer_inputs_compute_in_float32():
     assert_close(Y, reference_multi_in_out(X, K))
 
 
-def _float64_supported() -> bool:
-    return dc.to_numpy(dc.tensor(np.zeros((1, 1), dtype=np.float64))).dtype == np.float64
-
-
-@pytest.mark.xfail(
-    dc.get_backend() == "jax" and not _float64_supported(),
-    reason="JAX computes in float32 unless JAX_ENABLE_X64=1 (jax.config.update('jax_enable_x64', True))",
-    strict=True,
-)
+@needs_float64
 @pytest.mark.parametrize("method", each_method(("direct", "fft", "native", "auto")))
 def test_float64_stays_float64(method, rng):
     X = rng.standard_normal((2, 3, 9, 8))
@@ -227,16 +226,6 @@ def test_float64_stays_float64(method, rng):
 
 
 # ------------------------------------------------------------------------------------------------ gradients
-
-
-def numeric_gradient(f, x, eps=1e-3):
-    """Central differences of a scalar function of a float64 array (exact for the linear maps here)."""
-    grad = np.zeros_like(x)
-    for index in np.ndindex(x.shape):
-        step = np.zeros_like(x)
-        step[index] = eps
-        grad[index] = (f(x + step) - f(x - step)) / (2 * eps)
-    return grad
 
 
 GRADIENT_CASES = [  # (leading axes, C, O, groups, kernel, stride, dilation, padding, channels last)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_close, each_method, reference_corr2d
+from conftest import assert_close, each_method, needs_float64, reference_corr2d
 
 import d2lconv as dc
 from d2lconv._backend import active_adapter
@@ -116,15 +116,7 @@ def test_bfloat16_tensors_compute_in_float32(method):
     assert dc.to_numpy(bfloat16_tensor(values)).astype(np.float32).tolist() == values.tolist()
 
 
-def _float64_supported() -> bool:
-    return dc.to_numpy(dc.tensor(np.zeros((1, 1), dtype=np.float64))).dtype == np.float64
-
-
-@pytest.mark.xfail(
-    dc.get_backend() == "jax" and not _float64_supported(),
-    reason="JAX computes in float32 unless JAX_ENABLE_X64=1 (jax.config.update('jax_enable_x64', True))",
-    strict=True,
-)
+@needs_float64
 @pytest.mark.parametrize("method", each_method(("direct", "fft", "loop")))
 def test_float64_stays_float64(method, rng):
     X = rng.standard_normal((9, 8))

@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_close, each_method, reference_corr2d
+from conftest import assert_close, each_method, numeric_gradient, reference_corr2d
 
 import d2lconv as dc
 from d2lconv._backend import active_adapter
 
 DIFFERENTIABLE = [method for method in dc.METHODS if method not in ("loop", "separable")]
-
-
-def numeric_gradient(f, x, eps=1e-3):
-    """Central differences of a scalar function of a float64 array (exact for the linear maps here)."""
-    grad = np.zeros_like(x)
-    for index in np.ndindex(x.shape):
-        step = np.zeros_like(x)
-        step[index] = eps
-        grad[index] = (f(x + step) - f(x - step)) / (2 * eps)
-    return grad
 
 
 def test_layer_is_native_with_named_parameters():
@@ -29,6 +19,12 @@ def test_layer_is_native_with_named_parameters():
     assert bias.shape == (1,)
     assert type(layer).__name__ == "Conv2D"
     assert type(layer).__module__.startswith(f"d2lconv.backends.{dc.get_backend()}.")
+
+
+def test_layer_gradients_refuse_a_grad_output_of_the_wrong_shape():
+    layer = dc.Conv2D((2, 3), seed=0)
+    with pytest.raises(ValueError, match=r"grad_output has shape \(3, 2\) but the layer gives \(3, 3\)"):
+        dc.layer_gradients(layer, np.ones((4, 5)), np.ones((3, 2)))
 
 
 def _parameters(layer):
