@@ -20,9 +20,11 @@ from d2lconv.backends.dask.curvature import (  # noqa: F401 (used by d2lconv.lar
 from d2lconv.backends.dask.kernels import (  # noqa: F401 (the adapter's names)
     CHUNK_DEPENDENT,
     chunk_dependent,
+    corr2d_channels,
     corr2d_direct,
     corr2d_separable,
     correlate_blocks,
+    correlate_channel_blocks,
 )
 from d2lconv.backends.dask.selection import (  # noqa: F401 (the chunk backend's choice)
     get_chunk_backend,
@@ -41,12 +43,16 @@ from d2lconv.backends.dask.tensors import (  # noqa: F401 (the adapter's names)
     cast,
     count_nonfinite,
     dtype_of,
+    einsum,
     flip,
     from_numpy,
     is_constant,
     is_native,
+    moveaxis,
     pad,
+    reshape,
     sparse_matrix,
+    stack,
     to_numpy,
     transpose,
 )

@@ -51,6 +51,24 @@ def correlate_window(window: np.ndarray, *, backend: str, method: str, kernel: n
     return out
 
 
+def correlate_channels_window(window: np.ndarray, *, backend: str, method: str, kernel: np.ndarray,
+                              stride: tuple[int, int], dilation: tuple[int, int], groups: int,
+                              out: np.ndarray | None = None) -> np.ndarray:
+    """``correlate_channels(backend, window, kernel, ...)``: the chunk backend's whole ``corr2d_multi_in_out``
+    on one channels-first window ``(..., C, H, W)``, ``auto``'s choice included; into ``out`` if given."""
+    from d2lconv._channels import correlate_channels
+
+    adapter = load_adapter(backend)
+    if adapter.NAME != "numpy":  # frameworks want their own contiguous, writable copy
+        window = np.require(window, requirements=["C", "W"])
+    Y = np.asarray(adapter.to_numpy(correlate_channels(adapter, window, kernel, groups=groups, method=method,
+                                                       stride=stride, dilation=dilation)), dtype=window.dtype)
+    if out is None:
+        return Y
+    out[...] = Y
+    return out
+
+
 def kernel_gradient(window: np.ndarray, G: np.ndarray, kernel_shape: tuple[int, int],
                     stride: tuple[int, int] = (1, 1)) -> np.ndarray:
     """``d sum(G * corr2d(window, K)) / dK`` in float64: the cross-correlation of the input with ``G``.

@@ -56,12 +56,58 @@ def transpose(x: da.Array) -> da.Array:
 
 
 def flip(x: da.Array) -> da.Array:
-    return x[::-1, ::-1]
+    return x[..., ::-1, ::-1]
 
 
 def pad(x: da.Array, rows: tuple[int, int], cols: tuple[int, int]) -> da.Array:
-    """Zeros around ``x``, lazily (``dask.array.pad`` adds them as chunks of their own)."""
-    return da.pad(x, (rows, cols), mode="constant")
+    """Zeros around the last two axes of ``x``, lazily (``dask.array.pad`` adds them as chunks of their own)."""
+    return da.pad(x, ((0, 0),) * (x.ndim - 2) + (tuple(rows), tuple(cols)), mode="constant")
+
+
+def reshape(x: Any, shape: tuple[int, ...]) -> Any:
+    return x.reshape(shape)
+
+
+def stack(xs: list[da.Array], axis: int) -> da.Array:
+    return da.stack(xs, axis=axis)
+
+
+def moveaxis(x: da.Array, source: int, destination: int) -> da.Array:
+    return da.moveaxis(x, source, destination)
+
+
+def einsum(spec: str, *operands: Any) -> da.Array:
+    """``einsum`` block by block, each block computed by the chunk backend's own ``einsum``.
+
+    Every index that is summed over is made one chunk in each operand (channels are few), so each output
+    block is one call of the chunk backend on whole blocks of the operands, as ``d2lconv``'s 1x1 convolution
+    (``"oc,...chw->...ohw"``) needs: every pixel's channels in one block.
+    """
+    from d2lconv.backends.dask.selection import get_chunk_backend
+
+    inputs, output = spec.replace(" ", "").split("->")
+    operands = tuple(x if isinstance(x, da.Array) else da.from_array(np.asarray(x)) for x in operands)
+    terms = inputs.split(",")
+    width = max(x.ndim - len(t.replace("...", "")) for x, t in zip(operands, terms))
+    spare = "".join(c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in spec)[:width]
+    names = [t.replace("...", spare[width - (x.ndim - len(t.replace("...", ""))):]) for x, t in zip(operands, terms)]
+    output = output.replace("...", spare)
+    summed = set("".join(names)) - set(output)
+    operands = tuple(x.rechunk({axis: -1 for axis, index in enumerate(name) if index in summed})
+                     for x, name in zip(operands, names))
+    pairs = [item for x, name in zip(operands, names) for item in (x, name)]
+    dtype = np.result_type(*(x.dtype for x in operands))
+    return da.blockwise(_einsum_block, output, *pairs, spec=",".join(names) + "->" + output,
+                        backend=get_chunk_backend(), dtype=dtype, concatenate=True,
+                        meta=np.empty((0,) * len(output), dtype))
+
+
+def _einsum_block(*blocks: np.ndarray, spec: str, backend: str) -> np.ndarray:
+    from d2lconv._backend import load_adapter
+
+    adapter = load_adapter(backend)
+    result = adapter.einsum(spec, *(adapter.from_numpy(np.ascontiguousarray(b)) for b in blocks))
+    return np.asarray(adapter.to_numpy(result))
 
 
 def sparse_matrix(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> Any:
