@@ -38,6 +38,7 @@ from d2lconv.backends.dask.tab import (  # noqa: F401 (the adapter's names)
     layer_parameters,
     layer_vjp,
     make_trainer,
+    vjp,
 )
 from d2lconv.backends.dask.tensors import (  # noqa: F401 (the adapter's names)
     cast,

@@ -22,24 +22,37 @@ from d2lconv.backends.dask.tiling import block_sums, tile
 GRAM_TAPS = 64
 
 
-def largest_curvature(X: da.Array, kernel_shape: tuple[int, int], *, bias: bool = False, iterations: int = 200,
+def largest_curvature(X: da.Array, kernel_shape: tuple[int, ...], *, bias: bool = False, iterations: int = 200,
                       tolerance: float = 1e-6) -> float:
-    """The largest eigenvalue of the Hessian of ``sum((corr2d(X, K) + b - Y) ** 2)``, for a Dask array ``X``."""
-    tiling = tile(X, kernel_shape, (1, 1))
-    taps = kernel_shape[0] * kernel_shape[1]
+    """The largest eigenvalue of the Hessian of ``sum((corr2d(X, K) + b - Y) ** 2)``, for a Dask array ``X``.
+
+    ``X`` is ``(..., H, W)`` with a 2-D ``kernel_shape``, or ``(..., C, H, W)`` with ``(O, C, h, w)`` (the loss
+    of ``corr2d_multi_in_out``, whose Hessian is ``O`` copies of one output channel's: its curvature is
+    that of one; the channel axis is made one chunk, as every output reads every channel).
+    """
+    channels = len(kernel_shape) == 4
+    if channels and X.numblocks[-3] > 1:
+        X = X.rechunk({X.ndim - 3: -1})
+    size2d = tuple(kernel_shape[-2:])
+    tiling = tile(X, size2d, (1, 1))
+    shape = (1, *kernel_shape[1:]) if channels else size2d
+    taps = int(np.prod(shape))
+    leading = (*X.chunks[:-3], (1,)) if channels else None
     if taps <= GRAM_TAPS:
         size = taps + bool(bias)
-        gram = block_sums(blocks.gram_terms, tiling, size=size * size, kernel_shape=kernel_shape, bias=bias)
+        gram = block_sums(blocks.gram_terms, tiling, size=size * size, leading=leading, kernel_shape=size2d,
+                          bias=bias, channels=channels)
         return 2 * float(np.linalg.eigvalsh(gram.compute().reshape(size, size))[-1])
     rng = np.random.default_rng(0)  # the same start and steps as d2lconv.largest_curvature
-    kernel = rng.random(kernel_shape) + 0.5
+    kernel = rng.random(shape) + 0.5
     offset = 1.0 if bias else 0.0
     estimate = 0.0
     for _ in range(iterations):
         norm = math.sqrt(float((kernel ** 2).sum()) + offset ** 2)
         kernel, offset = kernel / norm, offset / norm
-        sums = block_sums(blocks.normal_terms, tiling, size=1 + taps, kernel=kernel, offset=offset).compute()
-        kernel = 2 * sums[1:].reshape(kernel_shape)
+        sums = block_sums(blocks.normal_terms, tiling, size=1 + taps, leading=leading, kernel=kernel,
+                          offset=offset).compute()
+        kernel = 2 * sums[1:].reshape(shape)
         offset = 2 * float(sums[0]) if bias else 0.0
         previous, estimate = estimate, math.sqrt(float((kernel ** 2).sum()) + offset ** 2)
         if abs(estimate - previous) <= tolerance * estimate:

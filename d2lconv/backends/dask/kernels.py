@@ -68,9 +68,9 @@ def correlate_channel_blocks(method: str, X: da.Array, K: Any, stride: tuple[int
     if X.numblocks[-3] > 1:
         X = X.rechunk({X.ndim - 3: -1})
     tiles = tile(X, methods.dilated_shape(kernel.shape[2:], dilation), stride)
-    Y = map_windows(blocks.correlate_channels_window, tiles, dtype=X.dtype, leading=(*X.chunks[:-3], (kernel.shape[0],)),
-                    backend=get_chunk_backend(), method=method, kernel=kernel, stride=tuple(stride),
-                    dilation=tuple(dilation), groups=groups)
+    Y = map_windows(blocks.correlate_channels_window, tiles, dtype=X.dtype,
+                    leading=(*X.chunks[:-3], (kernel.shape[0],)), backend=get_chunk_backend(), method=method,
+                    kernel=kernel, stride=tuple(stride), dilation=tuple(dilation), groups=groups)
     return da.moveaxis(Y, -3, -1) if channels_last else Y
 
 

@@ -18,7 +18,8 @@ def is_native(x: Any) -> bool:
 
 
 def from_numpy(array: np.ndarray) -> da.Array:
-    return da.from_array(array, chunks="auto")
+    """``array`` in Dask's "auto" chunks (one chunk when empty: Dask cannot size chunks of nothing)."""
+    return da.from_array(array, chunks="auto" if array.size else -1)
 
 
 def to_numpy(x: Any) -> np.ndarray:
