@@ -191,8 +191,8 @@ def spy_backend(monkeypatch):
         if not name.startswith("__"):
             setattr(spy, name, getattr(numpy_adapter, name))
 
-    def direct(X, K, stride=(1, 1)):
-        Y = numpy_adapter.corr2d_direct(X, K, stride)
+    def direct(X, K, stride=(1, 1), dilation=(1, 1)):
+        Y = numpy_adapter.corr2d_direct(X, K, stride, dilation)
         seen.append(Y.size)
         return Y
 
