@@ -330,6 +330,143 @@ def test_writing_a_large_response_holds_only_a_few_chunks(tmp_path):
     assert 0 < low < 0.5 < high < 1
 
 
+# --- channels (the book's next section) ---------------------------------------------------------------------------
+
+CHANNEL_CASES = [  # (leading axes, C, O, groups, kernel, stride, dilation, padding)
+    ((2,), 3, 4, 1, (3, 3), (1, 1), (1, 1), 0),
+    ((3,), 4, 6, 2, (3, 2), (2, 1), (1, 2), 1),  # groups, stride, dilation
+    ((2, 1), 4, 4, 4, (5, 5), (1, 1), (2, 2), "same"),  # depthwise, two leading axes, a halo of 8
+    ((), 1, 3, 1, (4, 3), (3, 2), (1, 1), (2, 0)),  # a filter bank on one image
+    ((2,), 5, 2, 1, (1, 1), (2, 2), (1, 1), 1),  # 1x1
+]
+
+
+def in_memory_channels(X, K, **kwargs):
+    with dc.use_backend("numpy"):
+        return dc.to_numpy(dc.corr2d_multi_in_out(X, K, **kwargs))
+
+
+def channel_chunkings(shape, rng):
+    """Chunkings of an ``(..., C, H, W)`` array: one element, odd sizes, irregular ones smaller than the halos."""
+    lead = len(shape) - 2
+    return [1, (*(1,) * lead, 3, 5), (*(2,) * lead, 7, 4), tuple(split(n, rng, 3) for n in shape), shape]
+
+
+@pytest.mark.parametrize("last", [False, True], ids=["channels_first", "channels_last"])
+@pytest.mark.parametrize("case", CHANNEL_CASES, ids=lambda case: f"{case[1]}to{case[2]}-g{case[3]}-k{case[4]}")
+@pytest.mark.parametrize("method", ["auto", "fft"])
+def test_channel_functions_across_any_chunking_equal_in_memory(method, case, last, rng):
+    """Any chunks of the batch, channel and image axes, down to one element (far smaller than the halo)."""
+    lead, C, O, groups, kernel, stride, dilation, padding = case
+    X = rng.standard_normal((*lead, C, 19, 17)).astype(np.float32)
+    K = rng.standard_normal((O, C // groups, *kernel)).astype(np.float32)
+    options = dict(groups=groups, padding=padding, stride=stride, dilation=dilation,
+                   data_format="channels_last" if last else "channels_first")
+    laid = np.moveaxis(X, -3, -1) if last else X
+    expected = in_memory_channels(laid, K, method="direct", **options)
+    for chunks in channel_chunkings(laid.shape, rng):
+        Y = dc.corr2d_multi_in_out(da.from_array(laid, chunks=chunks), K, method=method, **options)
+        assert isinstance(Y, da.Array) and Y.shape == expected.shape
+        assert Y.chunks[-1 if last else -3] == (O,)  # every output channel of a pixel in one block
+        assert Y.chunks[:len(lead)] == da.from_array(laid, chunks=chunks).chunks[:len(lead)]  # the batch's own
+        np.testing.assert_allclose(dc.to_numpy(Y), expected, rtol=1e-5, atol=1e-5 * float(np.abs(K).sum()),
+                                   err_msg=f"chunks {chunks}")
+
+
+@pytest.mark.parametrize("last", [False, True], ids=["channels_first", "channels_last"])
+def test_multi_in_1x1_and_the_layer_across_chunks(last, rng):
+    X = rng.standard_normal((3, 4, 14, 11)).astype(np.float32)
+    laid = np.moveaxis(X, -3, -1) if last else X
+    layout = "channels_last" if last else "channels_first"
+    K = rng.standard_normal((4, 3, 2)).astype(np.float32)
+    K1 = rng.standard_normal((5, 4)).astype(np.float32)
+    with dc.use_backend("numpy"):
+        multi_in = dc.corr2d_multi_in(laid, K, padding=1, stride=(2, 1), dilation=(1, 3), data_format=layout)
+        one_by_one = dc.corr2d_multi_in_out_1x1(laid, K1, padding=(1, 0), stride=2, data_format=layout)
+        layer = dc.Conv2D((3, 2), in_channels=4, out_channels=6, groups=2, seed=3, padding="same", dilation=(2, 1),
+                          data_format=layout)
+        layer.bias[...] = rng.standard_normal(6)
+        response = layer(laid)
+    chunked = dc.Conv2D((3, 2), in_channels=4, out_channels=6, groups=2, seed=3, padding="same", dilation=(2, 1),
+                        data_format=layout)
+    chunked.bias[...] = layer.bias
+    for chunks in [(1, 1, 2, 3), (2, 3, 5, 1), (3, 4, 14, 11)]:
+        x = da.from_array(laid, chunks=chunks)
+        for actual, expected in [
+            (dc.corr2d_multi_in(x, K, padding=1, stride=(2, 1), dilation=(1, 3), data_format=layout), multi_in),
+            (dc.corr2d_multi_in_out_1x1(x, K1, padding=(1, 0), stride=2, data_format=layout), one_by_one),
+            (chunked(x), response),
+        ]:
+            assert isinstance(actual, da.Array)
+            np.testing.assert_allclose(dc.to_numpy(actual), expected, rtol=1e-5, atol=1e-4, err_msg=f"chunks {chunks}")
+
+
+@pytest.mark.parametrize("last", [False, True], ids=["channels_first", "channels_last"])
+def test_channel_gradients_and_layer_gradients_across_chunks_equal_numpy(last, rng):
+    layout = "channels_last" if last else "channels_first"
+    X = rng.standard_normal((2, 4, 13, 12)).astype(np.float32)
+    K = rng.standard_normal((6, 2, 3, 2)).astype(np.float32)
+    options = dict(groups=2, padding=1, stride=(2, 1), dilation=(1, 2), data_format=layout)
+    laid = np.moveaxis(X, -3, -1) if last else X
+    with dc.use_backend("numpy"):
+        G = rng.standard_normal(dc.to_numpy(dc.corr2d_multi_in_out(laid, K, **options)).shape).astype(np.float32)
+        dX, dK = dc.gradients(dc.corr2d_multi_in_out, laid, K, G, **options)
+        layer = dc.Conv2D((3, 2), in_channels=4, out_channels=6, groups=2, seed=1, padding=1, stride=(2, 1),
+                          dilation=(1, 2), data_format=layout)
+        expected = dc.layer_gradients(layer, laid, G)
+    chunked_layer = dc.Conv2D((3, 2), in_channels=4, out_channels=6, groups=2, seed=1, padding=1, stride=(2, 1),
+                              dilation=(1, 2), data_format=layout)
+    for chunks in [1, (1, 3, 4, 5), (2, 2, 7, 3)]:
+        x = da.from_array(laid, chunks=chunks)
+        dX_chunked, dK_chunked = dc.gradients(dc.corr2d_multi_in_out, x, K, da.from_array(G, chunks=3), **options)
+        np.testing.assert_allclose(dX_chunked, dX, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(dK_chunked, dK, rtol=1e-5, atol=1e-4)
+        grads = dc.layer_gradients(chunked_layer, x, G)
+        for name in ("weight", "bias"):
+            np.testing.assert_allclose(grads[name], expected[name], rtol=1e-5, atol=1e-4)
+
+
+def test_kernels_and_biases_are_learned_with_channels_from_chunks_as_on_numpy(rng):
+    X = rng.standard_normal((6, 3, 20, 18)).astype(np.float32)
+    K = rng.standard_normal((2, 3, 3, 2)).astype(np.float32)
+    b = np.array([0.5, -1.0], dtype=np.float32)
+    Y = in_memory_channels(X, K) + b[:, None, None]
+    chunked = dict(X=da.from_array(X, chunks=(4, 1, 7, 5)), Y=da.from_array(Y, chunks=(3, 1, 9, 4)))
+    result = dc.train_kernel(chunked["X"], chunked["Y"], (3, 2), lr="auto", epochs=40, init="zeros", bias=True,
+                             in_channels=3, out_channels=2)
+    with dc.use_backend("numpy"):
+        assert result.lr == pytest.approx(1 / dc.largest_curvature(X, (2, 3, 3, 2), bias=True,
+                                                                   iterations=5000, tolerance=1e-13), rel=1e-6)
+        reference = dc.train_kernel(X, Y, (3, 2), lr=result.lr, epochs=5, init="zeros", bias=True, in_channels=3,
+                                    out_channels=2)
+    np.testing.assert_allclose(result.losses[:5], reference.losses, rtol=1e-4)  # later ones are float32 rounding
+    np.testing.assert_allclose(result.kernel, K, atol=1e-3)
+    np.testing.assert_allclose(result.bias, b, atol=1e-3)
+
+
+@pytest.mark.parametrize("kernel_shape", [(2, 3, 2, 2), (1, 3, 5, 5)], ids=["gram", "power-iteration"])
+def test_curvature_with_channels_and_batches_in_chunks_equals_the_in_memory_one(kernel_shape, rng):
+    X = rng.random((3, 3, 21, 19)) - 0.3
+    chunked = da.from_array(X, chunks=(2, 1, 6, 7))
+    for bias in (False, True):
+        expected = dc.largest_curvature(X, kernel_shape, bias=bias)
+        assert dc.largest_curvature(chunked, kernel_shape, bias=bias) == pytest.approx(expected, rel=1e-5)
+    batch = X[:, 0]  # a batch of single-channel images with a 2-D kernel
+    assert dc.largest_curvature(da.from_array(batch, chunks=(1, 5, 4)), (3, 3)) == pytest.approx(
+        dc.largest_curvature(batch, (3, 3)), rel=1e-5)
+
+
+def test_channel_errors_come_when_the_array_is_built(rng):
+    X = da.from_array(rng.standard_normal((2, 12, 12)).astype(np.float32), chunks=5)
+    with pytest.raises(ValueError, match=r"one input channel per group .* this K has shape \(3, 2, 3, 3\)"):
+        dc.corr2d_multi_in_out(X, np.ones((3, 2, 3, 3)), method="separable")
+    with pytest.raises(ValueError, match=r"method='native' is not available on the 'dask' backend: its chunks are "
+                                         r"computed by the 'numpy' backend"):
+        dc.corr2d_multi_in_out(X, np.ones((3, 2, 3, 3)), method="native")
+    with pytest.raises(ValueError, match=r"^X has 2 channels but K expects 4"):
+        dc.corr2d_multi_in_out(X, np.ones((3, 4, 3, 3)))
+
+
 # --- dask.distributed -------------------------------------------------------------------------------------------
 
 
