@@ -151,6 +151,17 @@ def test_the_result_is_lazy_and_every_block_is_computed_once(monkeypatch, rng):
     assert sorted(calls) == sorted(np.ndindex(Y.numblocks))  # one computation per block of the output
     assert len(reads) == X.npartitions  # every input chunk read once, its halo copied to its neighbours
     np.testing.assert_allclose(result, in_memory(dc.to_numpy(X), np.ones((5, 3), np.float32), padding=1), atol=1e-5)
+    # over channels too: the channel axis is joined into one chunk, every input chunk still read once
+    calls.clear(), reads.clear()
+    X = da.from_array(rng.standard_normal((2, 3, 40, 30)).astype(np.float32), chunks=(1, 2, 16, 12)).map_blocks(
+        read, meta=np.empty((0,) * 4, np.float32))
+    K = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    Y = dc.corr2d_multi_in_out(X, K, padding=1, dilation=2)
+    assert isinstance(Y, da.Array) and calls == [] and reads == []
+    result = dc.to_numpy(Y)
+    assert sorted(calls) == sorted(np.ndindex(Y.numblocks)) and Y.numblocks[:2] == (2, 1)
+    assert len(reads) == X.npartitions
+    np.testing.assert_allclose(result, in_memory_channels(dc.to_numpy(X), K, padding=1, dilation=2), atol=1e-4)
 
 
 def test_a_dask_kernel_and_a_dask_array_on_another_backend():
