@@ -275,3 +275,29 @@ def test_channel_paths_give_the_same_values_on_any_threads(accelerator, method, 
         results.append(dc.to_numpy(Y))
     if BACKEND in ("numpy", "torch") and method != "auto":
         np.testing.assert_array_equal(results[1], results[0])
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("per_group, groups", [(1, 3), (2, 2), (3, 1)])
+@pytest.mark.parametrize("stride, dilation", [(1, 1), ((2, 3), (2, 1))])
+def test_numpy_channel_bands_split_examples_and_rows(threads, per_group, groups, stride, dilation, restore_settings,
+                                                     monkeypatch, rng):
+    """NumPy's direct method over channels runs bands of output rows of a few examples (im2col products with
+    several input channels per group); tiny bands here make every band boundary, stride and dilation meet."""
+    monkeypatch.setattr("d2lconv.backends.numpy.channels._BAND_BYTES", 3000)
+    dc.set_num_threads(threads)
+    C, O = per_group * groups, 2 * groups
+    X = rng.standard_normal((2, 3, C, 41, 37)).astype(np.float32)
+    K = rng.standard_normal((O, per_group, 3, 4)).astype(np.float32)
+    strides = (stride, stride) if stride == 1 else stride
+    dilations = (dilation, dilation) if dilation == 1 else dilation
+    expected = reference_multi_in_out(X, K, groups=groups, padding=((1, 1), (2, 2)), stride=strides,
+                                      dilation=dilations)
+    with dc.use_backend("numpy"):
+        Y = dc.corr2d_multi_in_out(X, K, groups=groups, method="direct", padding=(1, 2), stride=stride,
+                                   dilation=dilation)
+        Y_last = dc.corr2d_multi_in_out(np.moveaxis(X, -3, -1), K, groups=groups, method="direct", padding=(1, 2),
+                                        stride=stride, dilation=dilation, data_format="channels_last")
+    scale = float(np.abs(X).max() * np.abs(K).sum())
+    assert_close(Y, expected, scale=scale)
+    assert_close(np.moveaxis(Y_last, -1, -3), expected, scale=scale)

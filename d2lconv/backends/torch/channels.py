@@ -91,11 +91,11 @@ def _bank(X: torch.Tensor, K: torch.Tensor, stride: tuple[int, int], dilation: t
     factors = [methods.rank_one_factors(k) if h + w < h * w else None for k in K[:, 0].cpu().numpy()]
     factors = [None if f is None else (f[0].tolist(), f[1].tolist()) for f in factors]
     threads = num_threads("torch")
-    chunk, step = _tiles(count, out_h, out_w, X.element_size(), threads)
+    chunk, step = _tiles(count, out_h, out_w, X.element_size())
     cols, span = (out_w - 1) * s_w + 1, (h - 1) * d_h + 1
     if any(f is not None for f in factors):  # the row pass's buffer holds span - 1 more rows: keep it in the band
         # (with several threads a band over ATen's grain runs on the thread pool, which stalls on busy cores)
-        fitting = (_band_elements(X.element_size(), threads) // (chunk * out_w) - span) // s_h + 1
+        fitting = (_band_elements(X.element_size()) // (chunk * out_w) - span) // s_h + 1
         step = max(1, min(step, fitting))
     bands, starts = tile_grid(count, out_h, chunk, step)
 

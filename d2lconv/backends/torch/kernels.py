@@ -39,9 +39,11 @@ ONE = (1, 1)
 # each band just under ATen's parallel grain (32768 elements) so that every op runs on the thread that
 # calls it: ATen's own thread pool splitting each small op costs a barrier per op, and on few, shared cores
 # such barriers stall whole scheduler slices (1 MiB bands ran 4x slower with 2 ATen threads than 128 KiB
-# bands on one thread). With one thread, bands of about 1 MiB of output rows (fewer Python steps; 2x
-# faster than 128 KiB at 2048x2048, k = 3 and 7). With Numba installed, constant float tensors run as
-# compiled loops on the tensors' memory instead (``d2lconv._numba``).
+# bands on one thread; with d2lconv limited to one thread but ATen's two, 1 MiB bands at k = 7 took 2.1 s
+# against 0.06 s on a busy machine). With ``torch.set_num_threads(1)`` (ATen's pool serial), bands of about
+# 1 MiB of output rows (fewer Python steps; 2x faster than 128 KiB at 2048x2048, k = 3 and 7).
+# With Numba installed, constant float tensors run as compiled loops on the tensors' memory instead
+# (``d2lconv._numba``).
 _BAND_BYTES_ONE_THREAD = 1 << 20
 _SERIAL_ELEMENTS = 32767
 
@@ -51,17 +53,18 @@ def _no_gradient(*tensors: torch.Tensor) -> bool:
     return all(is_constant(t) for t in tensors)
 
 
-def _band_elements(itemsize: int, threads: int) -> int:
-    """Output elements per band (see ``_BAND_BYTES_ONE_THREAD``)."""
-    if threads == 1:
+def _band_elements(itemsize: int) -> int:
+    """Output elements per band (see ``_BAND_BYTES_ONE_THREAD``): large only where ATen runs every op on the
+    calling thread anyway (``torch.get_num_threads() == 1``), whatever d2lconv's own thread count."""
+    if torch.get_num_threads() == 1:
         return max(1, _BAND_BYTES_ONE_THREAD // itemsize)
     return _SERIAL_ELEMENTS
 
 
-def _tiles(planes: int, out_h: int, out_w: int, itemsize: int, threads: int) -> tuple[int, int]:
+def _tiles(planes: int, out_h: int, out_w: int, itemsize: int) -> tuple[int, int]:
     """``(planes, rows)`` per band of a ``(planes, out_h, out_w)`` output: all planes' rows while one row of
     every plane fits the band, else fewer planes at a time (each band is one strided 3-D slice)."""
-    budget = _band_elements(itemsize, threads)
+    budget = _band_elements(itemsize)
     if planes * out_w <= budget:
         return planes, min(out_h, budget // (planes * out_w))
     rows = min(out_h, max(1, budget // out_w))
@@ -114,7 +117,7 @@ def corr2d_direct(X: torch.Tensor, K: torch.Tensor, stride: tuple[int, int] = ON
     Y = torch.empty((count, out_h, out_w), dtype=X.dtype, device=X.device)
     cols = (out_w - 1) * s_w + 1
     threads = num_threads("torch")
-    chunk, step = _tiles(count, out_h, out_w, X.element_size(), threads)
+    chunk, step = _tiles(count, out_h, out_w, X.element_size())
     bands, starts = tile_grid(count, out_h, chunk, step)
 
     def work(first: int, last: int) -> None:  # why: each band of Y stays in the cache for all h * w updates
@@ -153,7 +156,7 @@ def corr2d_separable(X: torch.Tensor, column: torch.Tensor, row: torch.Tensor,
     span = (h - 1) * d_h + 1
     cols = (out_w - 1) * s_w + 1
     threads = num_threads("torch")
-    chunk, step = _tiles(count, planes.shape[1], out_w, X.element_size(), threads)  # rows of the row pass's buffer
+    chunk, step = _tiles(count, planes.shape[1], out_w, X.element_size())  # rows of the row pass's buffer
     fused = (step - span) // s_h + 1 >= 4 * (span - 1)
     Y = torch.empty((count, out_h, out_w), dtype=X.dtype, device=X.device)
 
