@@ -20,13 +20,15 @@ from d2lconv._parallel import num_threads, run_bands
 from d2lconv.backends.numpy import tensors
 from d2lconv.backends.numpy.kernels import _BAND_BYTES, _irfft2, _quiet, _rfft2
 
-# No conv op to choose. The FFT over channels beat the per-tap matrix products (einsum, BLAS) from about 16 kernel
-# taps per input channel: 3 -> 8 channels at 256x256 from 7x7 (1.45x at 7x7, 2.5x at 11x11; a tie at 5x5), but
-# 16 -> 16 at 64x64 and 64 -> 64 at 56x56 not up to 11x11 (its per-frequency contraction is slow in einsum).
+# No conv op to choose. The FFT over channels against the direct method, whose contraction over channels is one
+# matrix product (im2col) per band of rows: CPU time on one thread (a busy machine; lowest of 5), direct / fft:
+# 3 -> 8 channels at 256x256: 2.5 / 9.3 ms at 7x7, 5.9 / 8.7 ms at 11x11; 16 -> 16 at 64x64, 11x11: 2.5 / 5.6 ms;
+# 8 -> 8 on 4 images of 128x128, 11x11: 17 / 9.1 ms. From 32 taps per input channel the FFT is chosen (before the
+# im2col products, when the direct method cost 1.2-7x more, from 16). To be measured again on a quiet machine.
 # One input channel per group: on small images (depthwise, 32 channels at 112x112) the direct method on every
-# channel at once ran 1.4-2x faster than corr2d's banded paths one kernel at a time; on one 2048x2048 image
-# (a bank of six) the banded paths ran 3-4x faster.
-CHANNEL_AUTO = ChannelAuto(native_from=None, fft_from_taps=16, per_kernel_pixels=1 << 16)
+# channel at once, by bands, ran 1.4-2x faster than corr2d's banded paths one kernel at a time; on one
+# 2048x2048 image (a bank of six) the banded paths ran 3-4x faster.
+CHANNEL_AUTO = ChannelAuto(native_from=None, fft_from_taps=32, per_kernel_pixels=1 << 16)
 
 corr2d_channels_native = None
 
@@ -68,7 +70,8 @@ def _banded(X: np.ndarray, K: np.ndarray, stride: tuple[int, int], dilation: tup
     out_h, out_w = methods.valid_shape((H, W), (h, w), stride, dilation)
     examples = X.reshape(-1, C, H, W)
     count = examples.shape[0]
-    per_row = max(O, C * h * w if Cg > 1 else 0) * out_w * X.itemsize  # output (and im2col) bytes per row
+    # bytes per output row: of the output, or of the im2col windows (4x the budget: larger matrix products)
+    per_row = (O if Cg == 1 else max(O, C * h * w // 4)) * out_w * X.itemsize
     rows = max(1, min(out_h, _BAND_BYTES // per_row))
     chunk = max(1, _BAND_BYTES // (per_row * out_h)) if rows == out_h else 1
     starts = [(b, r) for b in range(0, count, chunk) for r in range(0, out_h, rows)]
@@ -95,16 +98,15 @@ def _banded(X: np.ndarray, K: np.ndarray, stride: tuple[int, int], dilation: tup
 def _im2col_product(x: np.ndarray, kernels: np.ndarray, kernel_shape: tuple[int, int], stride: tuple[int, int],
                     dilation: tuple[int, int], groups: int, out_shape: tuple[int, int]) -> np.ndarray:
     """One band of :func:`channel_methods.direct` with several input channels per group: every tap's input
-    window gathered into ``(examples, groups, Cg * h * w, pixels)`` and multiplied by the kernels ``(groups,
-    O / groups, Cg * h * w)`` in one batched matrix product."""
+    window gathered (one strided copy) into ``(examples, groups, Cg * h * w, pixels)`` and multiplied by the
+    kernels ``(groups, O / groups, Cg * h * w)`` in one batched matrix product (BLAS)."""
     (h, w), (s_h, s_w), (d_h, d_w), (rows, cols) = kernel_shape, stride, dilation, out_shape
     z, C = x.shape[:2]
-    windows = np.empty((z, groups, C // groups, h, w, rows, cols), dtype=x.dtype)
-    grouped = x.reshape(z, groups, C // groups, *x.shape[-2:])
-    for a in range(h):
-        for b in range(w):
-            windows[:, :, :, a, b] = grouped[..., a * d_h:a * d_h + (rows - 1) * s_h + 1:s_h,
-                                             b * d_w:b * d_w + (cols - 1) * s_w + 1:s_w]
+    span = ((h - 1) * d_h + 1, (w - 1) * d_w + 1)
+    views = np.lib.stride_tricks.sliding_window_view(x, span, axis=(-2, -1))  # (z, C, i, j, span_h, span_w)
+    views = views[:, :, :(rows - 1) * s_h + 1:s_h, :(cols - 1) * s_w + 1:s_w, ::d_h, ::d_w]
+    windows = np.empty((z, C, h, w, rows, cols), dtype=x.dtype)
+    np.copyto(windows, views.transpose(0, 1, 4, 5, 2, 3))
     product = np.matmul(kernels, windows.reshape(z, groups, -1, rows * cols))  # (z, groups, O / groups, pixels)
     return product.reshape(z, -1, rows, cols)
 
