@@ -85,35 +85,48 @@ def _compile() -> Any:
     # output rows in turn (row r is row r % out_h of plane r // out_h), so bands split planes and rows alike.
 
     @jit
-    def direct_rows(X, K, Y, r0, r1, s_h, d_h, d_w):  # noqa: ANN001 - unit column stride
+    def direct_row(x_plane, K, y, i, s_h, d_h, d_w):  # noqa: ANN001 - output row i of one plane, unit column stride
         h, w = K.shape
-        m, n = Y.shape[1], Y.shape[2]
+        n = y.shape[0]
         w4 = w - w % 4
+        y[:] = 0
+        for a in range(h):
+            x = x_plane[i * s_h + a * d_h]
+            for b in range(0, w4, 4):  # four taps per pass: a quarter of the loads and stores of y
+                k0, k1, k2, k3 = K[a, b], K[a, b + 1], K[a, b + 2], K[a, b + 3]
+                x0, x1, x2, x3 = x[b * d_w:], x[(b + 1) * d_w:], x[(b + 2) * d_w:], x[(b + 3) * d_w:]
+                for j in range(n):
+                    y[j] += x0[j] * k0 + x1[j] * k1 + x2[j] * k2 + x3[j] * k3
+            b = w4  # the last one to three taps in one more pass
+            if w - b == 3:
+                k0, k1, k2 = K[a, b], K[a, b + 1], K[a, b + 2]
+                x0, x1, x2 = x[b * d_w:], x[(b + 1) * d_w:], x[(b + 2) * d_w:]
+                for j in range(n):
+                    y[j] += x0[j] * k0 + x1[j] * k1 + x2[j] * k2
+            elif w - b == 2:
+                k0, k1, x0, x1 = K[a, b], K[a, b + 1], x[b * d_w:], x[(b + 1) * d_w:]
+                for j in range(n):
+                    y[j] += x0[j] * k0 + x1[j] * k1
+            elif w - b == 1:
+                k0, x0 = K[a, b], x[b * d_w:]
+                for j in range(n):
+                    y[j] += x0[j] * k0
+
+    @jit
+    def direct_rows(X, K, Y, r0, r1, s_h, d_h, d_w):  # noqa: ANN001 - unit column stride
+        m = Y.shape[1]
         for r in range(r0, r1):
             p, i = r // m, r % m
-            y = Y[p, i]
-            y[:] = 0
-            for a in range(h):
-                x = X[p, i * s_h + a * d_h]
-                for b in range(0, w4, 4):  # four taps per pass: a quarter of the loads and stores of y
-                    k0, k1, k2, k3 = K[a, b], K[a, b + 1], K[a, b + 2], K[a, b + 3]
-                    x0, x1, x2, x3 = x[b * d_w:], x[(b + 1) * d_w:], x[(b + 2) * d_w:], x[(b + 3) * d_w:]
-                    for j in range(n):
-                        y[j] += x0[j] * k0 + x1[j] * k1 + x2[j] * k2 + x3[j] * k3
-                b = w4  # the last one to three taps in one more pass
-                if w - b == 3:
-                    k0, k1, k2 = K[a, b], K[a, b + 1], K[a, b + 2]
-                    x0, x1, x2 = x[b * d_w:], x[(b + 1) * d_w:], x[(b + 2) * d_w:]
-                    for j in range(n):
-                        y[j] += x0[j] * k0 + x1[j] * k1 + x2[j] * k2
-                elif w - b == 2:
-                    k0, k1, x0, x1 = K[a, b], K[a, b + 1], x[b * d_w:], x[(b + 1) * d_w:]
-                    for j in range(n):
-                        y[j] += x0[j] * k0 + x1[j] * k1
-                elif w - b == 1:
-                    k0, x0 = K[a, b], x[b * d_w:]
-                    for j in range(n):
-                        y[j] += x0[j] * k0
+            direct_row(X[p], K, Y[p, i], i, s_h, d_h, d_w)
+
+    @jit
+    def bank_rows(X, K, Y, r0, r1, s_h, d_h, d_w, per_group):  # noqa: ANN001 - X (B, C, H, W), K (O, h, w)
+        # Y (B, O, m, n); row r is row r % m of output channel (r // m) % O of example r // (O * m), which
+        # reads input channel o // per_group: every output channel written in place, no stacking.
+        O, m = Y.shape[1], Y.shape[2]
+        for r in range(r0, r1):
+            e, o, i = r // (O * m), (r // m) % O, r % m
+            direct_row(X[e, o // per_group], K[o], Y[e, o, i], i, s_h, d_h, d_w)
 
     @jit
     def direct_rows_strided(X, K, Y, r0, r1, s_h, s_w, d_h, d_w):  # noqa: ANN001
@@ -173,7 +186,7 @@ def _compile() -> Any:
                     Y[p, i, j] = total
         return Y
 
-    _kernels = (direct_rows, direct_rows_strided, separable_rows, direct_small)
+    _kernels = (direct_rows, direct_rows_strided, separable_rows, direct_small, bank_rows)
     return _kernels
 
 
@@ -195,7 +208,7 @@ def corr2d_direct(X: np.ndarray, K: np.ndarray, stride: tuple[int, int], framewo
                   dilation: tuple[int, int] = (1, 1)) -> np.ndarray:
     """The valid cross-correlation of every ``(H, W)`` plane of ``X`` with ``K`` (NumPy arrays of one float
     dtype), on ``framework``'s threads: output rows of all planes are split into bands."""
-    direct_rows, direct_rows_strided, _, direct_small = _kernels or _compile()
+    direct_rows, direct_rows_strided, _, direct_small, _ = _kernels or _compile()
     (s_h, s_w), (d_h, d_w), (h, w) = stride, dilation, K.shape
     out_h, out_w = _output_shape(X, K.shape, stride, dilation)
     planes, K = _planes(X), np.ascontiguousarray(K)
@@ -228,3 +241,39 @@ def corr2d_separable(X: np.ndarray, column: np.ndarray, row: np.ndarray, stride:
     run_bands(lambda r0, r1: separable_rows(planes, column, row, Y, r0, r1, s_h, s_w, d_h, d_w), rows, band,
               threads)
     return Y.reshape((*X.shape[:-2], out_h, out_w))
+
+
+def corr2d_bank(X: np.ndarray, K: np.ndarray, stride: tuple[int, int], dilation: tuple[int, int], groups: int,
+                framework: str) -> np.ndarray | None:
+    """``corr2d_multi_in_out`` with one input channel per group (a filter bank, a depthwise convolution, a batch
+    of single-channel images): ``X`` ``(..., C, H, W)``, ``K`` ``(O, 1, h, w)`` -> ``(..., O, H', W')``, every
+    output row written in place, bands of rows of all examples and channels on ``framework``'s threads.
+    None where it does not apply (a column stride: ``corr2d``'s paths per kernel take those)."""
+    if stride[1] != 1:
+        return None
+    bank_rows = (_kernels or _compile())[4]
+    O, (h, w) = K.shape[0], K.shape[-2:]
+    out_h, out_w = _output_shape(X, (h, w), stride, dilation)
+    examples = np.ascontiguousarray(X.reshape((-1, *X.shape[-3:])))
+    kernels = np.ascontiguousarray(K.reshape(O, h, w))
+    Y = np.empty((examples.shape[0], O, out_h, out_w), dtype=X.dtype)
+    rows = examples.shape[0] * O * out_h
+    threads = 1 if rows * out_w * h * w < PARALLEL_WORK else num_threads(framework)
+    run_bands(lambda r0, r1: bank_rows(examples, kernels, Y, r0, r1, stride[0], dilation[0], dilation[1],
+                                       O // groups), rows, _band(rows, out_w, threads), threads)
+    return Y.reshape((*X.shape[:-3], O, out_h, out_w))
+
+
+# Up to this many taps the bank's compiled direct sum beats the FFT (see FFT_PASSES_COMPILED in the adapters).
+BANK_TAPS = 300
+
+
+def bank_wanted(K: np.ndarray) -> bool:
+    """Whether :func:`corr2d_bank` suits the kernels ``K`` ``(O, 1, h, w)``: not so large that the FFT wins, and
+    not rank-one kernels beyond 3x3 (``corr2d``'s separable paths per kernel cost ``h + w``, not ``h * w``)."""
+    from d2lconv.channel_methods import rank_one_bank
+
+    h, w = K.shape[-2:]
+    if K.shape[1] != 1 or h * w > BANK_TAPS:
+        return False
+    return h * w <= 9 or rank_one_bank(K) is None

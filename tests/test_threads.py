@@ -253,9 +253,12 @@ def test_images_large_enough_for_tiled_transforms(method, stride, dilation, rest
 @pytest.mark.parametrize("method, case", [(method, case) for method in ("auto", "direct", "separable")
                                           for case in ("bank", "depthwise-batch", "groups")
                                           if not (method == "separable" and case == "groups")])  # one input channel
-def test_channel_paths_give_the_same_values_on_any_threads(accelerator, method, case, restore_settings, rng):
+@pytest.mark.parametrize("stride, dilation", [(1, 1), ((2, 1), (2, 3)), ((1, 2), 1)])
+def test_channel_paths_give_the_same_values_on_any_threads(accelerator, method, case, stride, dilation,
+                                                           restore_settings, rng):
     """corr2d_multi_in_out's paths over channels, batches and groups, on 1 and 3 threads, with and without
-    the accelerator: the same values as the book's definitions."""
+    the accelerator (its filter bank takes unit column strides only): the same values as the book's
+    definitions."""
     dc.set_accelerator(accelerator)
     if case == "bank":  # one image, a bank of four rank-one kernels (separable's case)
         X, K, groups = rng.standard_normal((1, 300, 290)), rng.standard_normal((4, 1, 5, 1)), 1
@@ -266,11 +269,15 @@ def test_channel_paths_give_the_same_values_on_any_threads(accelerator, method, 
     else:
         X, K, groups = rng.standard_normal((2, 4, 90, 100)), rng.standard_normal((6, 2, 3, 4)), 2
     X, K = X.astype(np.float32), K.astype(np.float32)
-    expected = reference_multi_in_out(X, K, groups=groups, padding=((1, 1), (2, 2)))
+    strides = (stride, stride) if stride == 1 else stride
+    dilations = (dilation, dilation) if dilation == 1 else dilation
+    expected = reference_multi_in_out(X, K, groups=groups, padding=((1, 1), (2, 2)), stride=strides,
+                                      dilation=dilations)
     results = []
     for threads in (1, 3):
         dc.set_num_threads(threads)
-        Y = dc.corr2d_multi_in_out(dc.tensor(X), dc.tensor(K), groups=groups, method=method, padding=(1, 2))
+        Y = dc.corr2d_multi_in_out(dc.tensor(X), dc.tensor(K), groups=groups, method=method, padding=(1, 2),
+                                   stride=stride, dilation=dilation)
         assert_close(Y, expected, scale=float(np.abs(X).max() * np.abs(K).sum()))
         results.append(dc.to_numpy(Y))
     if BACKEND in ("numpy", "torch") and method != "auto":

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from d2lconv import channel_methods, methods
+from d2lconv import _numba, channel_methods, methods
 from d2lconv._auto import ChannelAuto
 from d2lconv._parallel import num_threads, run_bands
 from d2lconv.backends.numpy import tensors
@@ -38,6 +38,10 @@ def corr2d_channels(X: np.ndarray, K: np.ndarray, stride: tuple[int, int], dilat
                     factors: Any = None) -> np.ndarray:
     """d2lconv's ``method`` (``"direct"``, ``"separable"``, ``"fft"`` or ``"per_kernel"``) on ``X`` in its layout."""
     def compute(X: np.ndarray) -> np.ndarray:
+        if method in ("per_kernel", "direct") and _numba.wanted(X, K) and _numba.bank_wanted(K):
+            Y = _numba.corr2d_bank(X, K, stride, dilation, groups, "numpy")
+            if Y is not None:  # compiled loops, every output channel in place
+                return Y
         if method == "per_kernel":
             from d2lconv._channels import per_kernel
 

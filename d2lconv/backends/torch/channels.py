@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from d2lconv import channel_methods, methods
+from d2lconv import _numba, channel_methods, methods
 from d2lconv._auto import ChannelAuto
 from d2lconv._parallel import num_threads, run_bands
 from d2lconv.backends.torch import tensors
@@ -34,6 +34,10 @@ def corr2d_channels(X: torch.Tensor, K: torch.Tensor, stride: tuple[int, int], d
                     factors: Any = None) -> torch.Tensor:
     """d2lconv's ``method`` (``"direct"``, ``"separable"``, ``"fft"`` or ``"per_kernel"``) on ``X`` in its layout."""
     def compute(X: torch.Tensor) -> torch.Tensor:
+        if method in ("per_kernel", "direct") and K.shape[1] == 1 and _accelerated(X, K):
+            Y = _numba_bank(X, K, stride, dilation, groups)
+            if Y is not None:  # compiled loops, every output channel in place
+                return Y
         if method == "per_kernel":
             if _no_gradient(X, K) and K.shape[2] * K.shape[3] <= FFT_PASSES and not _accelerated(X, K):
                 return _bank(X, K, stride, dilation, groups)  # (with Numba, corr2d's compiled loops per kernel)
@@ -47,6 +51,17 @@ def corr2d_channels(X: torch.Tensor, K: torch.Tensor, stride: tuple[int, int], d
         return channel_methods.direct(tensors, X, K, stride, dilation, groups)
 
     return channel_methods.in_layout(tensors, compute, X, padding, channels_last)
+
+
+def _numba_bank(X: torch.Tensor, K: torch.Tensor, stride: tuple[int, int], dilation: tuple[int, int],
+                groups: int) -> torch.Tensor | None:
+    """The Numba accelerator's filter bank on the tensors' memory, or None where it does not suit them."""
+    kernels = K.detach().numpy()
+    if not _numba.bank_wanted(kernels):
+        return None
+    Y = _numba.corr2d_bank(X.detach().resolve_conj().resolve_neg().numpy(), kernels, stride, dilation, groups,
+                           "torch")
+    return None if Y is None else torch.from_numpy(Y)
 
 
 _fft = partial(channel_methods.fft, tensors, rfft2=lambda x, s: torch.fft.rfft2(x, s),
