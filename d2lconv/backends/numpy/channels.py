@@ -95,6 +95,8 @@ def _banded(X: np.ndarray, K: np.ndarray, stride: tuple[int, int], dilation: tup
                 Y[b:b + chunk, :, r:stop] = _im2col_product(x, kernels, (h, w), stride, dilation, groups,
                                                             (stop - r, out_w))
 
+    # The matrix products run on BLAS's own threads (OpenBLAS: all cores), so their bands stay on this thread;
+    # the elementwise passes of one input channel per group run on d2lconv's.
     run_bands(_quiet(band), len(starts), 1, num_threads("numpy") if kernels is None else 1)
     return Y.reshape((*lead, O, out_h, out_w))
 
