@@ -2,10 +2,12 @@
 
 NumPy and eager PyTorch evaluate one operation at a time, so a sum of shifted slices streams the output
 through memory once or twice per kernel element (at best through the cache, band by band). With Numba
-installed, the NumPy and PyTorch backends run the direct and separable methods on arrays that no gradient
-flows to as compiled loops instead: each output row is built from its input rows while both sit in the
-L1 cache, four kernel taps per vectorised pass, and bands of rows run on d2lconv's threads (the functions
-release the GIL). Gradients, and everything without Numba, take the framework paths.
+installed, the NumPy, PyTorch and MXNet backends run the direct and separable methods on arrays that no
+gradient flows to as compiled loops instead: each output row is built from its input rows while both sit in
+the L1 cache, four kernel taps per vectorised pass, and bands of rows run on d2lconv's threads (the functions
+release the GIL). Over channels, NumPy and PyTorch run filter banks and depthwise kernels (one input channel
+per group, :func:`corr2d_bank`) the same way, every output channel written in place. Gradients, and
+everything without Numba, take the framework paths.
 
 Nothing here imports Numba until a call needs it; the compiled code is cached on disk (``cache=True``), so
 a new process loads it (about half a second with Numba's import) instead of compiling again (a second or
