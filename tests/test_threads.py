@@ -82,21 +82,33 @@ def test_thread_count_follows_the_framework_and_the_user(restore_settings, monke
         dc.corr2d(np.ones((300, 300), np.float32), np.ones((5, 5), np.float32), method="direct")
 
 
-@pytest.mark.skipif(BACKEND != "torch", reason="torch.set_num_threads: the torch backend's own setting")
-def test_torch_thread_setting_is_followed_and_left_alone(restore_settings):
-    import torch
+def test_the_frameworks_thread_setting_is_followed_and_left_alone(restore_settings):
+    """d2lconv never uses more threads than the framework may: PyTorch's ``torch.set_num_threads``, for the
+    others the CPUs the process may run on (``taskset``); a larger ``set_num_threads`` does not lift it."""
+    if BACKEND == "torch":
+        import torch
 
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        assert dc.get_num_threads() == 1
-        dc.set_num_threads(3)
-        assert dc.get_num_threads() == 1
-        X, K = torch.rand(400, 300), torch.rand(5, 5)
-        dc.corr2d(X, K, method="direct")
-        assert torch.get_num_threads() == 1  # d2lconv changed no framework setting
-    finally:
-        torch.set_num_threads(before)
+        before = torch.get_num_threads()
+        try:
+            torch.set_num_threads(1)
+            assert dc.get_num_threads() == 1
+            dc.set_num_threads(3)
+            assert dc.get_num_threads() == 1
+            X, K = torch.rand(400, 300), torch.rand(5, 5)
+            dc.corr2d(X, K, method="direct")
+            assert torch.get_num_threads() == 1  # d2lconv changed no framework setting
+        finally:
+            torch.set_num_threads(before)
+        return
+    code = ("import os, d2lconv as dc\n"
+            "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+            "dc.set_num_threads(3)\n"
+            "Y = dc.corr2d(dc.ones((400, 300)), dc.ones((5, 5)), method='direct')\n"
+            "print(dc.get_num_threads(), tuple(Y.shape), len(os.sched_getaffinity(0)))\n")
+    env = {**os.environ, "D2LCONV_BACKEND": BACKEND}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[-2] == "1 (396, 296) 1"
 
 
 @pytest.mark.parametrize("bad", [0, -2, 1.5, "2", True])
