@@ -149,3 +149,20 @@ def test_separable_with_a_constant_kernel_while_the_input_is_differentiated(rng)
     dX = input_gradient_only(x, k, G, "separable")
     expected = numeric_gradient(lambda v: float((G * reference_corr2d(v, k)).sum()), x)
     assert_close(dX, expected, scale=float(np.abs(G).sum() * np.abs(k).max()))
+
+
+@pytest.mark.parametrize("method", each_method(DIFFERENTIABLE))
+@pytest.mark.parametrize("stride", [1, (2, 3)])
+def test_gradients_of_a_large_kernel_are_the_adjoints(method, stride, rng):
+    """A 9x9 kernel (81 taps: some frameworks take other gradient formulas beyond ~50) against the adjoints."""
+    from d2lconv import methods
+
+    X = rng.standard_normal((40, 37)).astype(np.float32)
+    K = rng.standard_normal((9, 9)).astype(np.float32)
+    strides = (stride, stride) if stride == 1 else stride
+    G = rng.standard_normal(reference_corr2d(X, K, stride=strides).shape).astype(np.float32)
+    dX, dK = dc.corr2d_gradients(X, K, G, method=method, stride=stride)
+    X64, K64, G64 = X.astype(np.float64), K.astype(np.float64), G.astype(np.float64)
+    scale = float(np.abs(G).sum())
+    assert_close(dK, methods.kernel_gradient(X64, G64, K.shape, strides), scale=scale)
+    assert_close(dX, methods.input_gradient(G64, K64, X.shape, strides), scale=scale)
