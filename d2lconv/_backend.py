@@ -24,7 +24,7 @@ from types import ModuleType
 
 ENV_VAR = "D2LCONV_BACKEND"
 DEFAULT_BACKEND = "numpy"
-BACKENDS: tuple[str, ...] = ("numpy", "torch", "tensorflow", "jax", "mxnet")
+BACKENDS: tuple[str, ...] = ("numpy", "torch", "tensorflow", "jax", "mxnet", "dask")
 ALIASES: dict[str, str] = {"pytorch": "torch", "tf": "tensorflow", "flax": "jax", "mx": "mxnet"}
 
 
@@ -59,6 +59,8 @@ FRAMEWORKS: dict[str, Framework] = {
         ". MXNet 1.9.1 (its last release) needs numpy<1.24 (this environment has numpy {numpy}), so give it an "
         "environment of its own", numpy_below=(1, 24),
     ),
+    # Dask arrays of any size, each chunk computed by another backend (NumPy unless told otherwise).
+    "dask": Framework("Dask", ("dask",), "dask"),
 }
 
 _process_choice: str | None = None

@@ -78,6 +78,9 @@ def correlate_channels(
     padded = (H + rows[0] + rows[1], W + cols[0] + cols[1])
     check_span((h, w), dilations, (H, W), padded)
     X, K = common_dtype(adapter, X, K)
+    by_blocks = getattr(adapter, "correlate_channel_blocks", None)
+    if by_blocks is not None:  # Dask: each block runs this function on another backend, auto's choice included
+        return by_blocks(method, X, K, strides, dilations, groups, (rows, cols), last)
     if method == "auto":
         batch = 1
         for n in x_shape[:-3]:

@@ -43,6 +43,9 @@ def correlate(
     X, K = common_dtype(adapter, X, K)
     if top or bottom or left or right:
         X = adapter.pad(X, (top, bottom), (left, right))
+    by_blocks = getattr(adapter, "correlate_blocks", None)
+    if by_blocks is not None:  # Dask: each block runs this function on another backend, auto's exactness included
+        return by_blocks(method, X, K, strides, dilations)
     if method == "auto":
         batch = 1
         for n in tuple(X.shape)[:-2]:

@@ -27,6 +27,7 @@ _FRAMEWORK_BY_MODULE = {
     "jax": "jax",
     "jaxlib": "jax",
     "mxnet": "mxnet",
+    "dask": "dask",
 }
 _RaggedWarning = getattr(np, "exceptions", np).VisibleDeprecationWarning  # NumPy < 1.24 only warns
 # The real types of the ml_dtypes package, which TensorFlow and JAX use: bfloat16, float8_e4m3fn, int4, ...

@@ -175,17 +175,15 @@ def _compile() -> Any:
 
     @jit
     def direct_small(X, K, s_h, s_w, d_h, d_w):  # noqa: ANN001 - the whole output in one call
+        # Row by row with the banded loops, so every output element sums its taps in the same order whatever
+        # the call's size (an image and its Dask blocks agree bit for bit).
         h, w = K.shape
         P, H, W = X.shape
         Y = np.empty((P, (H - (h - 1) * d_h - 1) // s_h + 1, (W - (w - 1) * d_w - 1) // s_w + 1), dtype=X.dtype)
-        for p in range(P):
-            for i in range(Y.shape[1]):
-                for j in range(Y.shape[2]):
-                    total = X.dtype.type(0)
-                    for a in range(h):
-                        for b in range(w):
-                            total += X[p, i * s_h + a * d_h, j * s_w + b * d_w] * K[a, b]
-                    Y[p, i, j] = total
+        if s_w == 1:
+            direct_rows(X, K, Y, 0, P * Y.shape[1], s_h, d_h, d_w)
+        else:
+            direct_rows_strided(X, K, Y, 0, P * Y.shape[1], s_h, s_w, d_h, d_w)
         return Y
 
     _kernels = (direct_rows, direct_rows_strided, separable_rows, direct_small, bank_rows)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 import d2lconv as dc
-from d2lconv import images, methods
+from d2lconv import images, methods, stores
 from d2lconv._backend import FRAMEWORKS, canonical_name, load_adapter
 from d2lconv._usage import RunError, UsageError
 from d2lconv.compare import book_checks, run_compare
@@ -66,6 +66,13 @@ EDGES_EPILOG = f"""examples:
   d2lconv edges photo.jpg --kernel sobel-x,sobel-y,laplacian --plot bank.png
                                           a filter bank in one call: photo-sobel-x.png, ... and a figure
   d2lconv edges --kernel-values "1,0,-1;2,0,-2;1,0,-1" --plot edges-figure.png
+  d2lconv edges scan.zarr --kernel sobel-x                writes scan-sobel-x.zarr, chunk by chunk
+  d2lconv edges slide.tif --kernel gaussian -o out.zarr --backend torch
+
+A Zarr store or a TIFF file is never read whole: Dask filters it chunk by chunk (each chunk computed by
+--backend, NumPy by default) into a new Zarr store (-o NAME.zarr; an existing one is never overwritten),
+with a progress bar on a terminal. Its values are used as stored. Needs the dask extra:
+pip install 'd2lconv[dask]'.
 
 kernels: {', '.join(dc.kernels.NAMED)}. Signed responses are written with 0 as mid-grey and a scale
 symmetric about 0; responses that are never negative (box, gaussian) run from black (0) to white.
@@ -106,17 +113,17 @@ def run_demo(args: argparse.Namespace) -> int:
     X, K = book.figure_input(), book.figure_kernel()
     figure = dc.corr2d(X, K, method="loop")
     say("The cross-correlation of the figure, corr2d(X, K):")
-    say(repr(figure), end="\n\n")
+    say(_shown(figure), end="\n\n")
     X = book.edge_image()
     say("The edge image X (6x8, the middle four columns black):")
-    say(repr(X), end="\n\n")
+    say(_shown(X), end="\n\n")
     K = book.edge_kernel()
     Y = dc.corr2d(X, K)
     say("Edges, Y = corr2d(X, K) with K = [[1, -1]] (1 for white to black, -1 for black to white):")
-    say(repr(Y), end="\n\n")
+    say(_shown(Y), end="\n\n")
     transposed = dc.corr2d(dc.transpose(X), K)
     say("The transposed image, corr2d(X.T, K): K only detects vertical edges")
-    say(repr(transposed), end="\n\n")
+    say(_shown(transposed), end="\n\n")
     say(f"Learning a {book.KERNEL_SIZE} kernel back from X and Y "
         f"(lr {book.LEARNING_RATE}, the framework's own layer):")
 
@@ -169,6 +176,13 @@ def run_demo(args: argparse.Namespace) -> int:
         if args.json != "-":
             print(f"wrote {plot_path}")
     return 0
+
+
+def _shown(x: Any) -> str:
+    """A tensor as its framework prints it; a lazy Dask array is computed first (its repr has no values)."""
+    from d2lconv._inputs import framework_of
+
+    return repr(dc.to_numpy(x)) if framework_of(x) == "dask" else repr(x)
 
 
 def kernel_text(kernel: Any) -> str:
@@ -243,6 +257,10 @@ def run_edges(args: argparse.Namespace) -> int:
     input channel, one output channel per kernel, as the chapter's figure after Field (1987) shows six.
     """
     bank = _bank_from(args)
+    if (args.image and stores.is_store(args.image)) or (args.output or "").lower().endswith(".zarr"):
+        if len(bank) > 1:
+            raise UsageError("a Zarr or TIFF input, or a Zarr output, takes one kernel at a time")
+        return _run_edges_in_chunks(args, *bank[0])
     image, name = _load_image(args.image)
     stem = Path(args.image).stem if args.image else "sample"
     template = args.output or f"{stem}-{{kernel}}.png"
@@ -292,6 +310,40 @@ def run_edges(args: argparse.Namespace) -> int:
                 figure.append(Panel(f"kernel {label}", kernel, kernel=True))
         save_figure(plot_path, figure, title=f"d2lconv edges on the {dc.get_backend()!r} backend")
         print(f"wrote {plot_path}")
+    return 0
+
+
+def _run_edges_in_chunks(args: argparse.Namespace, label: str, make_kernel: Callable[[], np.ndarray]) -> int:
+    """A Zarr store or TIFF file (or any image written as Zarr): filtered by Dask into a new Zarr store."""
+    source = args.image
+    output = stores.check_new_store(args.output or f"{Path(source).stem if source else 'sample'}-{label}.zarr",
+                                    source)
+    if args.plot is not None:
+        raise UsageError("--plot draws the whole image in memory: it is not available with a Zarr or TIFF input "
+                         "or a Zarr output")
+    if source is not None and stores.is_store(source):
+        X, name = stores.open_image(source, args.chunks), repr(source)
+    else:
+        image, name = _load_image(source)
+        X = stores.require("dask.array", "writing a Zarr store").from_array(
+            image.astype(np.float32), chunks=args.chunks or "auto")
+    kernel = make_kernel()
+    _check_fits(X, kernel)
+    kernel = kernel.astype(np.float64 if X.dtype == np.float64 else np.float32)
+    active = dc.get_backend()
+    with dc.use_backend("dask"):
+        from d2lconv.backends.dask import get_chunk_backend, use_chunk_backend
+
+        chunk_backend = get_chunk_backend() if active == "dask" else active
+        with use_chunk_backend(chunk_backend):
+            response = dc.corr2d(X, kernel)
+    chunks = tuple(int(c[0]) for c in X.chunks)
+    print(f"{name} ({_size(X)}, {X.dtype}, chunks {chunks[0]}x{chunks[1]}) * kernel {label!r} "
+          f"{_kernel_inline(kernel)} on the 'dask' backend, each chunk computed by {chunk_backend!r}", flush=True)
+    low, high = stores.write_zarr(response, output, chunks=chunks, progress=not args.quiet and sys.stderr.isatty())
+    rows, cols = response.shape
+    print(f"response: {rows}x{cols}, range [{low:.4g}, {high:.4g}]")
+    print(f"wrote {output} (Zarr, {response.dtype}, chunks {min(chunks[0], rows)}x{min(chunks[1], cols)})")
     return 0
 
 
@@ -508,6 +560,9 @@ def parse_kernel_values(text: str) -> np.ndarray:
 def _load_image(path: str | None) -> tuple[np.ndarray, str]:
     if path is None:
         return images.sample_image(), "the sample image"
+    if Path(path).is_dir() and stores.is_store(path):
+        raise UsageError(f"cannot read image {path!r} into memory: it is a Zarr store (d2lconv edges filters one in "
+                         "chunks; in Python, train_kernel takes it as a Dask array)")
     try:
         return images.read_image(path), repr(path)
     except ImageError as error:
@@ -667,7 +722,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the kernel's numbers: '1,-1' is one row; rows are separated by ';', "
                              "e.g. '1,0,-1;2,0,-2;1,0,-1'")
     kernel_options.add_argument("image", nargs="?", metavar="IMAGE",
-                                help="a PNG or JPEG (read as grayscale in [0, 1]); default: the built-in sample image")
+                                help="a PNG or JPEG (read as grayscale in [0, 1]), or for edges a Zarr store or TIFF "
+                                     "file (filtered in chunks); default: the built-in sample image")
 
     edges = commands.add_parser("edges", parents=[kernel_options, backend, common], epilog=EDGES_EPILOG,
                                 formatter_class=formatter, help="apply a kernel to an image, write the response",
@@ -675,8 +731,13 @@ def build_parser() -> argparse.ArgumentParser:
                                             "image.")
     edges.add_argument("-o", "--output", metavar="OUT.png",
                        help="where to write the response (default: IMAGE-KERNEL.png here, e.g. sample-edge.png); "
-                            "with several kernels a name with {kernel} in it, one file per kernel")
+                            "with several kernels a name with {kernel} in it, one file per kernel; a new Zarr "
+                            "store NAME.zarr (the default for a Zarr or TIFF input: IMAGE-KERNEL.zarr)")
     edges.add_argument("--plot", metavar="OUT.png", help="also draw input, response and kernel (needs matplotlib)")
+    edges.add_argument("--chunks", type=_positive_int, metavar="PIXELS",
+                       help="Zarr/TIFF: square chunks of this many pixels a side (default: the stored chunks, "
+                            "merged up to Dask's chunk size)")
+    edges.add_argument("--quiet", action="store_true", help="Zarr/TIFF: no progress bar")
     edges.set_defaults(run=run_edges)
 
     learn = commands.add_parser("learn", parents=[kernel_options, backend, common], epilog=LEARN_EPILOG,

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from d2lconv import channel_methods, methods
-from d2lconv._backend import active_adapter
-from d2lconv._inputs import as_tensor, check_matrix, kernel_size_pair, to_numpy
+from d2lconv._backend import active_adapter, load_adapter
+from d2lconv._inputs import as_tensor, check_matrix, framework_of, kernel_size_pair, to_numpy
 
 LAYERS = ("builtin", "custom")
 # The operations channel_methods needs, in NumPy (without loading the numpy adapter package).
@@ -89,19 +89,18 @@ def train_kernel(
     Y = as_tensor(adapter, Y, "Y")
     channels = _channels(X, Y, size, in_channels, out_channels)
     for name, data in (("X", X), ("Y", Y)):
-        _check_finite(to_numpy(data), name)
+        _check_finite(data, name)
     kernel_shape = size if channels is None else (channels[1], channels[0], *size)
     if adapter.dtype_of(Y) != adapter.dtype_of(X):
         Y = adapter.cast(Y, adapter.dtype_of(X))
-    data = to_numpy(X) if lr == "auto" else None
     if lr == "auto":
-        lr = 1.0 / largest_curvature(data, kernel_shape, bias=bias)
+        lr = 1.0 / largest_curvature(X, kernel_shape, bias=bias)
     trainer = adapter.make_trainer(X, Y, size, layer=layer, bias=bias, init=init, seed=seed, lr=lr, channels=channels)
     losses: list[float] = []
     for epoch in range(1, epochs + 1):
         loss = trainer.step()
         losses.append(loss)
-        _check_progress(losses, lambda: largest_curvature(to_numpy(X), kernel_shape, bias=bias), lr)
+        _check_progress(losses, lambda: largest_curvature(X, kernel_shape, bias=bias), lr)
         if verbose and epoch % 2 == 0:
             print(f"epoch {epoch}, loss {loss:.3f}")
         if callback is not None:
@@ -158,6 +157,8 @@ def least_squares_kernel(X: Any, Y: Any, kernel_size: Any) -> np.ndarray:
     adapter = active_adapter()
     kernel_shape = kernel_size_pair(kernel_size)
     X, Y = _training_data(adapter, X, Y, kernel_shape)
+    if framework_of(X) == "dask":  # never loaded whole: the normal equations are summed block by block
+        return load_adapter("dask").least_squares_kernel(X, Y, kernel_shape)
     X = np.asarray(to_numpy(X), dtype=np.float64)
     Y = np.asarray(to_numpy(Y), dtype=np.float64)
     windows = np.lib.stride_tricks.sliding_window_view(X, kernel_shape)  # (rows, cols, h, w), a view
@@ -190,7 +191,7 @@ def _training_data(adapter: Any, X: Any, Y: Any, kernel_shape: tuple[int, int]) 
             f"Y has shape {y_shape} but a {kernel_shape} kernel on X of shape {(H, W)} gives {expected}"
         )
     for name, data in (("X", X), ("Y", Y)):
-        _check_finite(to_numpy(data), name)
+        _check_finite(data, name)
     return X, Y
 
 
@@ -205,14 +206,21 @@ def _check_options(lr: Any, epochs: Any, layer: Any, init: Any) -> None:
         raise ValueError(f"unknown init {init!r}; choose one of {', '.join(map(repr, INITS))}")
 
 
-def _check_finite(values: np.ndarray, name: str) -> None:
-    """Training data with NaN or inf would only make the loss non-finite: say so before training."""
-    bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+def _check_finite(data: Any, name: str) -> None:
+    """Training data with NaN or inf would only make the loss non-finite: say so before training.
+
+    A Dask array is counted chunk by chunk (one pass), never loaded whole.
+    """
+    if framework_of(data) == "dask":
+        size, (bad, nan) = data.size, load_adapter("dask").count_nonfinite(data)
+    else:
+        values = to_numpy(data)
+        size, bad = values.size, int(values.size - np.count_nonzero(np.isfinite(values)))
+        nan = int(np.count_nonzero(np.isnan(values))) if bad else 0
     if bad:
-        nan = int(np.count_nonzero(np.isnan(values)))
         kinds = ", ".join(f"{count} {kind}" for count, kind in ((nan, "NaN"), (bad - nan, "inf")) if count)
         raise ValueError(f"{name} holds {bad} non-finite value{'s' if bad > 1 else ''} ({kinds}) among its "
-                         f"{values.size}; learning a kernel needs finite data")
+                         f"{size}; learning a kernel needs finite data")
 
 
 def _check_progress(losses: list[float], curvature: Callable[[], float], lr: float) -> None:
@@ -229,7 +237,7 @@ def _check_progress(losses: list[float], curvature: Callable[[], float], lr: flo
     )
 
 
-def largest_curvature(X: np.ndarray, kernel_shape: tuple[int, ...], *, bias: bool = False,
+def largest_curvature(X: Any, kernel_shape: tuple[int, ...], *, bias: bool = False,
                       iterations: int = 200, tolerance: float = 1e-6) -> float:
     """The largest eigenvalue of the Hessian of ``sum((corr2d(X, K) + b - Y) ** 2)``.
 
@@ -239,8 +247,13 @@ def largest_curvature(X: np.ndarray, kernel_shape: tuple[int, ...], *, bias: boo
     Hessian is ``O`` copies of one block: the curvature is that of one output channel.
     Power iteration on ``2 A^T A`` in float64, where ``A`` applies the kernel (and bias) to ``X`` and
     ``A^T`` is its adjoint (:func:`d2lconv.methods.kernel_gradient`). Costs two cross-correlations per iteration.
+    ``X`` is a NumPy array or a tensor of any backend; a Dask array is never loaded whole: its blocks are summed
+    in a few passes (see ``d2lconv.backends.dask.curvature``).
     """
-    X = np.asarray(X, dtype=np.float64)
+    if framework_of(X) == "dask":
+        return load_adapter("dask").largest_curvature(X, tuple(kernel_shape), bias=bias, iterations=iterations,
+                                                      tolerance=tolerance)
+    X = np.asarray(to_numpy(X), dtype=np.float64)
     channels = len(kernel_shape) == 4
     if channels:
         kernel_shape = (1, *kernel_shape[1:])

@@ -14,7 +14,7 @@ import pytest
 import d2lconv as dc
 from d2lconv import _backend
 
-FRAMEWORK_MODULES = ("torch", "tensorflow", "jax", "flax", "mxnet", "keras")
+FRAMEWORK_MODULES = ("torch", "tensorflow", "jax", "flax", "mxnet", "keras", "dask")
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def clean_choice(monkeypatch):
 
 
 def test_canonical_names_and_aliases():
-    assert dc.BACKENDS == ("numpy", "torch", "tensorflow", "jax", "mxnet")
+    assert dc.BACKENDS == ("numpy", "torch", "tensorflow", "jax", "mxnet", "dask")
     cases = {"numpy": "numpy", " PyTorch ": "torch", "TF": "tensorflow", "flax": "jax", "Mx": "mxnet",
              "TORCH": "torch", "\tjax\n": "jax", "tensorflow": "tensorflow"}
     for given, canonical in cases.items():

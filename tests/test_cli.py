@@ -276,6 +276,17 @@ def test_a_diverging_run_fails_with_advice_and_writes_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_edges_on_a_zarr_store_names_the_dask_extra_when_dask_is_missing(tmp_path):
+    import importlib.util
+
+    done = run_in(tmp_path, "edges", "scan.zarr", "--kernel", "sobel-x")
+    if importlib.util.find_spec("dask") is None:
+        assert_usage_error(done, "needs dask", "pip install 'd2lconv[dask]'")
+    else:
+        assert_usage_error(done, "cannot read 'scan.zarr': no such file or directory")
+    assert list(tmp_path.iterdir()) == []
+
+
 def make_bad_image(folder):
     (folder / "notes.png").write_text("not a picture")
 

@@ -75,7 +75,7 @@ def test_bad_padding_or_stride(kwargs, error, pattern):
 def test_a_tensor_of_another_framework_names_both_frameworks():
     """Detection goes by the type's module, so a stand-in type is enough to prove the rule everywhere."""
     for module, title in [("torch", "PyTorch"), ("tensorflow.python.framework.ops", "TensorFlow"),
-                          ("jaxlib.xla_extension", "JAX/Flax"), ("mxnet.numpy", "MXNet")]:
+                          ("jaxlib.xla_extension", "JAX/Flax"), ("mxnet.numpy", "MXNet"), ("dask.array.core", "Dask")]:
         foreign = type("Tensor", (), {"__module__": module, "shape": (2, 2)})()
         if module.startswith(dc.get_backend()[:3]) or (dc.get_backend() == "jax" and module.startswith("jax")):
             continue  # the active framework's own tensors are accepted

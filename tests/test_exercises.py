@@ -178,7 +178,7 @@ def stored_values(S):
 
 # --- exercise 3: gradients of the book's loop and of d2lconv's layer ----------------------------------------------
 
-LOOP_DIFFERENTIABLE = {"numpy": False, "torch": True, "jax": True, "tensorflow": False, "mxnet": False}
+LOOP_DIFFERENTIABLE = {"numpy": False, "torch": True, "jax": True, "tensorflow": False, "mxnet": False, "dask": False}
 
 
 def test_which_frameworks_differentiate_the_books_loop():

@@ -39,6 +39,10 @@ calls through these names; ``numpy`` is the reference for all of them:
   (kernel, bias or None)``; ``channels=(in, out)`` learns an ``(out, in, h, w)`` kernel.
 - ``layer_parameters(layer) -> {name: NumPy array}``; ``sparse_matrix(rows, cols, values, shape)``: the
   framework's own sparse matrix, for ``corr2d_matrix(..., sparse=True)``.
+- ``correlate_blocks(method, X, K, stride, dilation)`` and ``correlate_channel_blocks(method, X, K, stride,
+  dilation, groups, padding, channels_last)`` (optional, Dask only): an adapter that has them receives every
+  ``corr2d`` once its input is checked and padded, and every ``corr2d_multi_in_out`` once its input is checked,
+  and computes them in blocks with another backend.
 - ``corr2d_vjp(X, K, G, *, method, padding, stride, dilation) -> (dX, dK)``, ``vjp(function, X, K, G, options)``
   and ``layer_vjp(layer, x, G) -> {name: grad}``: gradients of ``sum(G * output)`` by the framework's
   autodiff (NumPy: the analytic adjoints of d2lconv's own functions).

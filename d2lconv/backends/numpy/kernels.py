@@ -64,6 +64,15 @@ def _quiet(function: Callable) -> Callable:
     return quiet
 
 
+def _delivered(Y: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """``Y``, or ``out`` holding it (``Y`` was computed in ``out`` unless its shape could not be a view of it)."""
+    if out is None:
+        return Y
+    if not np.shares_memory(Y, out):
+        out[...] = Y
+    return out
+
+
 def _planes(X: np.ndarray) -> np.ndarray:
     """``X`` as a stack of 2-D planes ``(B, H, W)`` (a view when its leading axes allow it)."""
     return X.reshape((-1, *X.shape[-2:]))
@@ -71,21 +80,23 @@ def _planes(X: np.ndarray) -> np.ndarray:
 
 @_quiet
 def corr2d_direct(X: np.ndarray, K: np.ndarray, stride: tuple[int, int] = ONE,
-                  dilation: tuple[int, int] = ONE) -> np.ndarray:
+                  dilation: tuple[int, int] = ONE, *, out: np.ndarray | None = None) -> np.ndarray:
     """The shared sum of shifted slices (``methods.corr2d_direct``), band by band in the cache.
 
     Leading axes are one more axis of every band: each band holds the same rows of every plane. Bands run on
-    d2lconv's threads, or, with the Numba accelerator, as compiled loops.
+    d2lconv's threads, or, with the Numba accelerator, as compiled loops. ``out``, if given, receives the
+    result (the Dask backend writes each block's parts into its output).
     """
     if _numba.wanted(X, K):
-        return _numba.corr2d_direct(X, K, stride, "numpy", dilation)
+        return _delivered(_numba.corr2d_direct(X, K, stride, "numpy", dilation), out)
     (s_h, s_w), (d_h, d_w), taps = stride, dilation, K.tolist()
     out_h, out_w = methods.valid_shape(X.shape, K.shape, stride, dilation)
     planes = _planes(X)
     row_bytes = planes.shape[0] * out_w * X.itemsize
     if planes.shape[0] * out_h * out_w * K.size < _BAND_BYTES // 16:  # in the cache anyway: fewer Python steps
-        return methods.corr2d_direct(X, K, stride, dilation)
-    Y = np.empty((planes.shape[0], out_h, out_w), dtype=X.dtype)
+        return _delivered(methods.corr2d_direct(X, K, stride, dilation), out)
+    Y = np.empty((planes.shape[0], out_h, out_w), dtype=X.dtype) if out is None else out.reshape(
+        (planes.shape[0], out_h, out_w))
     cols = (out_w - 1) * s_w + 1
 
     def band(start: int, stop: int) -> None:
@@ -94,20 +105,22 @@ def corr2d_direct(X: np.ndarray, K: np.ndarray, stride: tuple[int, int] = ONE,
         _accumulate(Y[:, start:stop], terms, np.empty_like(Y[:, start:stop]))
 
     run_bands(_quiet(band), out_h, _band_rows(row_bytes), num_threads("numpy"))  # _quiet: errstate is per thread
-    return Y.reshape((*X.shape[:-2], out_h, out_w))
+    return _delivered(Y.reshape((*X.shape[:-2], out_h, out_w)), out)
 
 
 @_quiet
 def corr2d_separable(X: np.ndarray, column: np.ndarray, row: np.ndarray,
-                     stride: tuple[int, int] = ONE, dilation: tuple[int, int] = ONE) -> np.ndarray:
+                     stride: tuple[int, int] = ONE, dilation: tuple[int, int] = ONE, *,
+                     out: np.ndarray | None = None) -> np.ndarray:
     """A row pass then a column pass (``methods.corr2d_separable``), band by band in the cache."""
     if _numba.wanted(X, column, row):
-        return _numba.corr2d_separable(X, column, row, stride, "numpy", dilation)
+        return _delivered(_numba.corr2d_separable(X, column, row, stride, "numpy", dilation), out)
     (s_h, s_w), (d_h, d_w), h, w = stride, dilation, column.shape[0], row.shape[0]
     out_h, out_w = methods.valid_shape(X.shape, (h, w), stride, dilation)
     planes = _planes(X)
     row_bytes = planes.shape[0] * out_w * X.itemsize
-    Y = np.empty((planes.shape[0], out_h, out_w), dtype=X.dtype)
+    Y = np.empty((planes.shape[0], out_h, out_w), dtype=X.dtype) if out is None else out.reshape(
+        (planes.shape[0], out_h, out_w))
     span = (h - 1) * d_h + 1
     cols = (out_w - 1) * s_w + 1
     column, row = column.tolist(), row.tolist()
@@ -120,7 +133,7 @@ def corr2d_separable(X: np.ndarray, column: np.ndarray, row: np.ndarray,
         _accumulate(Y[:, start:stop], terms, scratch[:, :stop - start])
 
     run_bands(_quiet(band), out_h, _band_rows(row_bytes), num_threads("numpy"))
-    return Y.reshape((*X.shape[:-2], out_h, out_w))
+    return _delivered(Y.reshape((*X.shape[:-2], out_h, out_w)), out)
 
 
 def _fft_module() -> Any:
