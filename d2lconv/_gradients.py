@@ -65,3 +65,33 @@ def layer_gradients(layer: Any, x: Any, grad_output: Any) -> dict[str, np.ndarra
     if tuple(G.shape) != y_shape:
         raise ValueError(f"grad_output has shape {tuple(G.shape)} but the layer gives {y_shape}")
     return {name: to_numpy(grad) for name, grad in adapter.layer_vjp(layer, x, G).items()}
+
+
+def vjp_by_adjoints(function: Callable[..., Any], X: Any, K: Any, G: Any, options: dict[str, Any], *,
+                    corr2d_vjp: Callable[..., tuple[Any, Any]], channels_vjp: Callable[..., tuple[Any, Any]],
+                    flip: Callable[[Any], Any], backend: str, framework: str) -> tuple[Any, Any]:
+    """``(dX, dK)`` of ``sum(G * function(X, K, **options))`` for a backend without autodiff (NumPy, Dask):
+    each of d2lconv's own functions is mapped onto the backend's analytic adjoints ``corr2d_vjp`` (one kernel)
+    and ``channels_vjp`` (``corr2d_multi_in_out``); ``flip`` turns a kernel by 180 degrees."""
+    import d2lconv as dc
+
+    if function in (dc.corr2d, dc.convolve2d):
+        flipped = function is dc.convolve2d
+        dX, dK = corr2d_vjp(X, flip(K) if flipped else K, G, method=options.get("method", "auto"),
+                            padding=options.get("padding", 0),
+                            stride=pair(options.get("stride", 1), "stride", minimum=1),
+                            dilation=dilation_pair(options.get("dilation", 1)))
+        return dX, (flip(dK) if flipped else dK)
+    if function is dc.corr2d_multi_in_out:
+        return channels_vjp(X, K, G, **options)
+    if function is dc.corr2d_multi_in:
+        last = options.get("data_format") == "channels_last"
+        dX, dK = channels_vjp(X, K[None], G[..., None] if last else G[..., None, :, :], **options)
+        return dX, dK[0]
+    if function is dc.corr2d_multi_in_out_1x1:
+        if options.get("method", "auto") == "auto":
+            options = {**options, "method": "direct"}
+        dX, dK = channels_vjp(X, K.reshape(K.shape[0], K.shape[1], 1, 1), G, **options)
+        return dX, dK.reshape(K.shape)
+    raise TypeError(f"{framework} has no autodiff: on the {backend} backend d2lconv.gradients takes corr2d, "
+                    f"convolve2d, corr2d_multi_in, corr2d_multi_in_out or corr2d_multi_in_out_1x1, got {function!r}")

@@ -228,28 +228,10 @@ def channels_vjp(X: da.Array, K: Any, G: da.Array, *, groups: int = 1, method: s
 def vjp(function: Any, X: da.Array, K: Any, G: da.Array, options: dict[str, Any]) -> tuple[da.Array, Any]:
     """Gradients of ``sum(G * function(X, K, **options))`` for d2lconv's own functions: Dask has no autodiff, so
     each is mapped onto its analytic adjoint, computed lazily in blocks."""
-    import d2lconv as dc
+    from d2lconv._gradients import vjp_by_adjoints
 
-    if function in (dc.corr2d, dc.convolve2d):
-        flip = function is dc.convolve2d
-        dX, dK = corr2d_vjp(X, _flip(K) if flip else K, G, method=options.get("method", "auto"),
-                            padding=options.get("padding", 0),
-                            stride=pair(options.get("stride", 1), "stride", minimum=1),
-                            dilation=dilation_pair(options.get("dilation", 1)))
-        return dX, (_flip(dK) if flip else dK)
-    if function is dc.corr2d_multi_in_out:
-        return channels_vjp(X, K, G, **options)
-    if function is dc.corr2d_multi_in:
-        last = options.get("data_format") == "channels_last"
-        dX, dK = channels_vjp(X, K[None], G[..., None] if last else G[..., None, :, :], **options)
-        return dX, dK[0]
-    if function is dc.corr2d_multi_in_out_1x1:
-        if options.get("method", "auto") == "auto":
-            options = {**options, "method": "direct"}
-        dX, dK = channels_vjp(X, K.reshape(K.shape[0], K.shape[1], 1, 1), G, **options)
-        return dX, dK.reshape(K.shape)
-    raise TypeError(f"Dask has no autodiff: on the dask backend d2lconv.gradients takes corr2d, convolve2d, "
-                    f"corr2d_multi_in, corr2d_multi_in_out or corr2d_multi_in_out_1x1, got {function!r}")
+    return vjp_by_adjoints(function, X, K, G, options, corr2d_vjp=corr2d_vjp, channels_vjp=channels_vjp,
+                           flip=_flip, backend="dask", framework="Dask")
 
 
 def _flip(K: Any) -> Any:

@@ -146,27 +146,8 @@ def vjp(function: Any, X: np.ndarray, K: np.ndarray, G: np.ndarray,
         options: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """Gradients of ``sum(G * function(X, K, **options))``, for d2lconv's own functions: NumPy has no autodiff,
     so each is mapped onto its analytic adjoint."""
-    import d2lconv as dc
-    from d2lconv._inputs import dilation_pair, pair
+    from d2lconv._gradients import vjp_by_adjoints
     from d2lconv.backends.numpy.tab import corr2d_vjp
 
-    if function in (dc.corr2d, dc.convolve2d):
-        flip = function is dc.convolve2d
-        dX, dK = corr2d_vjp(X, tensors.flip(K) if flip else K, G, method=options.get("method", "auto"),
-                            padding=options.get("padding", 0),
-                            stride=pair(options.get("stride", 1), "stride", minimum=1),
-                            dilation=dilation_pair(options.get("dilation", 1)))
-        return dX, (tensors.flip(dK) if flip else dK)
-    if function is dc.corr2d_multi_in_out:
-        return channels_vjp(X, K, G, **options)
-    if function is dc.corr2d_multi_in:
-        last = options.get("data_format") == "channels_last"
-        dX, dK = channels_vjp(X, K[None], G[..., None] if last else G[..., None, :, :], **options)
-        return dX, dK[0]
-    if function is dc.corr2d_multi_in_out_1x1:
-        if options.get("method", "auto") == "auto":
-            options = {**options, "method": "direct"}
-        dX, dK = channels_vjp(X, K.reshape(K.shape[0], K.shape[1], 1, 1), G, **options)
-        return dX, dK.reshape(K.shape)
-    raise TypeError(f"NumPy has no autodiff: on the numpy backend d2lconv.gradients takes corr2d, convolve2d, "
-                    f"corr2d_multi_in, corr2d_multi_in_out or corr2d_multi_in_out_1x1, got {function!r}")
+    return vjp_by_adjoints(function, X, K, G, options, corr2d_vjp=corr2d_vjp, channels_vjp=channels_vjp,
+                           flip=tensors.flip, backend="numpy", framework="NumPy")
