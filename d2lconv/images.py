@@ -26,8 +26,9 @@ class ImageError(ValueError):
     """An image that cannot be read, or an output path that cannot be written."""
 
 
-def require(module: str, purpose: str) -> Any:
-    """Import ``module`` (Pillow, matplotlib, tqdm), or say how to install the ``cli`` extra."""
+def require(module: str, purpose: str, extra: str = CLI_EXTRA) -> Any:
+    """Import ``module`` (Pillow, matplotlib, tqdm; dask, zarr, tifffile), or say which package is missing and
+    the pip command of the extra that installs it (``cli`` by default)."""
     import importlib
 
     try:
@@ -38,7 +39,7 @@ def require(module: str, purpose: str) -> Any:
             raise
         package = {"PIL": "Pillow"}.get(top, top)
         raise MissingPackageError(f"{purpose} needs {package}, which is not installed; install it with: "
-                                  f"{CLI_EXTRA}") from None
+                                  f"{extra}") from None
 
 
 BACKGROUND_GRAIN = 0.12

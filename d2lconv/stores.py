@@ -9,7 +9,6 @@ kept as stored (no scaling to [0, 1], unlike the PNG and JPEG path of ``images``
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import shutil
 import sys
@@ -20,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from d2lconv.images import ImageError, MissingPackageError
+from d2lconv import images
+from d2lconv.images import ImageError
 
 DASK_EXTRA = "pip install 'd2lconv[dask]'"
 STORE_SUFFIXES = (".zarr", ".tif", ".tiff")
@@ -30,14 +30,7 @@ MIN_CHUNK_PIXELS = 1 << 20
 
 def require(module: str, purpose: str) -> Any:
     """Import ``module`` (dask, zarr, tifffile), or say how to install the ``dask`` extra."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as error:
-        top = module.split(".")[0]
-        if (error.name or "").split(".")[0] != top:
-            raise
-        raise MissingPackageError(f"{purpose} needs {top}, which is not installed; install it with: "
-                                  f"{DASK_EXTRA}") from None
+    return images.require(module, purpose, DASK_EXTRA)
 
 
 def is_store(path: str | os.PathLike[str]) -> bool:
