@@ -149,3 +149,30 @@ def test_separable_with_a_constant_kernel_while_the_input_is_differentiated(rng)
     dX = input_gradient_only(x, k, G, "separable")
     expected = numeric_gradient(lambda v: float((G * reference_corr2d(v, k)).sum()), x)
     assert_close(dX, expected, scale=float(np.abs(G).sum() * np.abs(k).max()))
+
+
+@pytest.mark.parametrize("method", each_method(DIFFERENTIABLE))
+@pytest.mark.parametrize(("lead", "stride", "dilation"), [((), (1, 1), (1, 1)), ((2,), (2, 3), (1, 1)),
+                                                           ((), (1, 2), (2, 1)), ((2, 1), (3, 1), (2, 3))])
+def test_gradients_of_a_large_kernel_are_the_adjoints(method, lead, stride, dilation, rng):
+    """A 9x9 kernel (81 taps: some frameworks take other gradient formulas or loops for large kernels) on a
+    stack of images, against the float64 oracle: ``dK[a, b]`` is ``sum(G * corr2d(X, E_ab))`` for the unit
+    kernel ``E_ab``, and ``dX`` must satisfy ``<dX, V> = sum(G * corr2d(V, K))`` for random ``V``."""
+    X = rng.standard_normal((*lead, 40, 37)).astype(np.float32)
+    K = rng.standard_normal((9, 9)).astype(np.float32)
+    Y = reference_corr2d(X, K, stride=stride, dilation=dilation)
+    G = rng.standard_normal(Y.shape).astype(np.float32)
+    dX, dK = dc.corr2d_gradients(X, K, G, method=method, stride=stride, dilation=dilation)
+
+    def corr(X_, K_):
+        return reference_corr2d(X_, K_, stride=stride, dilation=dilation)
+
+    G64 = G.astype(np.float64)
+    units = np.eye(81).reshape(81, 9, 9)
+    expected_dK = np.array([float((G64 * corr(X, unit)).sum()) for unit in units]).reshape(9, 9)
+    scale = float(np.abs(G).sum())
+    assert_close(dK, expected_dK, scale=scale * float(np.abs(X).max()))
+    dX = dc.to_numpy(dX).astype(np.float64)
+    assert dX.shape == X.shape
+    for V in rng.standard_normal((3, *X.shape)):
+        assert_close((dX * V).sum(), (G64 * corr(V, K)).sum(), scale=scale * float(np.abs(K).sum() * np.abs(V).max()))
