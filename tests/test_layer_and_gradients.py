@@ -176,3 +176,44 @@ def test_gradients_of_a_large_kernel_are_the_adjoints(method, lead, stride, dila
     assert dX.shape == X.shape
     for V in rng.standard_normal((3, *X.shape)):
         assert_close((dX * V).sum(), (G64 * corr(V, K)).sum(), scale=scale * float(np.abs(K).sum() * np.abs(V).max()))
+
+
+def forward_derivative(f, X, K, dX, dK):
+    """The directional derivative of ``f`` at ``(X, K)`` along ``(dX, dK)``, by the framework's forward mode."""
+    backend = dc.get_backend()
+    X, K, dX, dK = (dc.tensor(a) for a in (X, K, dX, dK))
+    if backend == "jax":
+        import jax
+
+        return jax.jvp(f, (X, K), (dX, dK))[1]
+    if backend == "torch":
+        import torch
+
+        return torch.func.jvp(f, (X, K), (dX, dK))[1]
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.autodiff.ForwardAccumulator((X, K), (dX, dK)) as accumulator:
+            Y = f(X, K)
+        return accumulator.jvp(Y)
+    raise NotImplementedError(f"{backend} has no forward-mode autodiff")
+
+
+NO_FORWARD_MODE = {"numpy": "NumPy has no autodiff", "mxnet": "MXNet's autograd has reverse mode only"}
+
+
+@pytest.mark.xfail(dc.get_backend() in NO_FORWARD_MODE, raises=NotImplementedError, strict=True,
+                   reason=NO_FORWARD_MODE.get(dc.get_backend(), ""))
+@pytest.mark.parametrize("method", each_method(DIFFERENTIABLE))
+@pytest.mark.parametrize(("lead", "k", "stride", "dilation"), [((), 2, (1, 1), (1, 1)), ((2,), 3, (2, 1), (1, 2)),
+                                                                ((), 9, (1, 1), (1, 1)), ((2,), 7, (1, 2), (2, 1))])
+def test_forward_mode_derivative_is_the_linear_map(method, lead, k, stride, dilation, rng):
+    """``jax.jvp`` (and the other frameworks' forward modes) through corr2d gives
+    ``corr2d(dX, K) + corr2d(X, dK)``, for small kernels and for those beyond ~30 taps."""
+    X, dX = rng.standard_normal((2, *lead, 30, 27)).astype(np.float32)
+    K, dK = rng.standard_normal((2, k, k)).astype(np.float32)
+    tangent = forward_derivative(lambda x, w: dc.corr2d(x, w, method=method, stride=stride, dilation=dilation),
+                                 X, K, dX, dK)
+    expected = (reference_corr2d(dX, K, stride=stride, dilation=dilation)
+                + reference_corr2d(X, dK, stride=stride, dilation=dilation))
+    assert_close(tangent, expected, scale=float(np.abs(X).max() * np.abs(K).sum() * 2))

@@ -50,6 +50,35 @@ def _direct(X: jax.Array, K: jax.Array, stride: tuple[int, int], dilation: tuple
                      for a in range(h) for b in range(w))
 
 
+def _direct_by_rows(X: jax.Array, K: jax.Array, stride: tuple[int, int], dilation: tuple[int, int]) -> jax.Array:
+    """The sum of shifted slices with one kernel row per iteration of ``lax.fori_loop``.
+
+    Why: XLA compiles one row's ``w`` taps instead of all ``h * w``, and fuses them well where the whole sum
+    no longer fuses; each iteration is then a pass over the output.
+    """
+    (h, w), (s_h, s_w), (d_h, d_w) = K.shape, stride, dilation
+    out_h, out_w = methods.valid_shape(X.shape, K.shape, stride, dilation)
+    rows, cols = (out_h - 1) * s_h + 1, (out_w - 1) * s_w + 1
+
+    def add_row(a: Any, Y: jax.Array) -> jax.Array:
+        band, taps = lax.dynamic_slice_in_dim(X, a * d_h, rows, X.ndim - 2)[..., ::s_h, :], K[a]
+        return Y + _tree_sum(band[..., b * d_w:b * d_w + cols:s_w] * taps[b] for b in range(w))
+
+    return lax.fori_loop(0, h, add_row, jnp.zeros((*X.shape[:-2], out_h, out_w), X.dtype))
+
+
+# Up to this many taps XLA fuses the whole sum of slices into one fast pass; beyond it the fused sum slows
+# down several times (2048x2048: 0.62 s at k = 21, 1.37 s at k = 31; by rows 0.08 s and 0.18 s; at k = 15 the
+# fused sum takes 58 ms, the rows 280 ms) and takes seconds to compile.
+FUSED_MAX_TAPS = 225
+
+
+def _direct_any(X: jax.Array, K: jax.Array, stride: tuple[int, int], dilation: tuple[int, int]) -> jax.Array:
+    """The fused sum up to ``FUSED_MAX_TAPS`` kernel taps, the row loop beyond."""
+    fused = K.shape[0] * K.shape[1] <= FUSED_MAX_TAPS
+    return (_direct if fused else _direct_by_rows)(X, K, stride, dilation)
+
+
 def _separable(X: jax.Array, column: jax.Array, row: jax.Array, stride: tuple[int, int],
                dilation: tuple[int, int]) -> jax.Array:
     """``methods.corr2d_separable`` (a row pass, then a column pass), each summed as a tree."""
@@ -107,11 +136,67 @@ def _fft(X: jax.Array, K: jax.Array, stride: tuple[int, int], dilation: tuple[in
     return (_fft_rows if K.shape[0] <= _FFT_ROWS_MAX else _fft_2d)(X, K, stride)
 
 
+# The direct method's derivatives. JAX's own, derived from the h * w slices, save every slice of X and
+# transpose each into a pad; XLA compiled that for 5-10 s for a 15x15 kernel on 64x64 (a first
+# corr2d_gradients) and runs it slower than the FFT from 5x5 on (512x512: 24 against 5.3 ms; 2048x2048, k = 7:
+# 319 against 149 ms). So beyond GRADIENT_FFT_TAPS taps the derivative (a custom_jvp, which JAX transposes for
+# reverse mode: jax.jvp and jax.grad both work) is the correlation's linear map through the FFT: the tangent
+# is corr2d(dX, K) + corr2d(X, dK), one spectrum product each and one inverse FFT, and its transpose is a few
+# FFTs again, fast to compile. Up to 3x3 the slices' own derivative stays: about as fast there (512x512: 5.6
+# against 4.1 ms; 2048x2048: 123 against 131 ms), and exact where the FFT would round (the book's small
+# integer examples).
+GRADIENT_FFT_TAPS = 9
+
+
+def _tangent_fft(X: jax.Array, K: jax.Array, dX: jax.Array, dK: jax.Array, stride: tuple[int, int],
+                 dilation: tuple[int, int]) -> jax.Array:
+    """``corr2d(dX, K) + corr2d(X, dK)`` through one 2-D FFT grid (linear in ``dX`` and ``dK``)."""
+    if dilation != ONE:
+        K, dK = (methods.dilate(k, dilation, stack=stack, reshape=reshape) for k in (K, dK))
+    s_h, s_w = stride
+    out_h, out_w = methods.valid_shape(X.shape, K.shape, stride)
+    grid = (methods.fast_length(X.shape[-2]), methods.fast_length(X.shape[-1]))
+    spectrum = (jnp.fft.rfft2(dX, s=grid) * jnp.conj(jnp.fft.rfft2(K, s=grid))
+                + jnp.fft.rfft2(X, s=grid) * jnp.conj(jnp.fft.rfft2(dK, s=grid)))
+    full = jnp.fft.irfft2(spectrum, s=grid)
+    return full[..., :(out_h - 1) * s_h + 1:s_h, :(out_w - 1) * s_w + 1:s_w]
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _direct_differentiable(X: jax.Array, K: jax.Array, stride: tuple[int, int],
+                           dilation: tuple[int, int]) -> jax.Array:
+    return _direct_any(X, K, stride, dilation)
+
+
+@_direct_differentiable.defjvp
+def _direct_jvp(stride: tuple[int, int], dilation: tuple[int, int], primals: tuple[jax.Array, jax.Array],
+                tangents: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+    (X, K), (dX, dK) = primals, tangents
+    Y = _direct_any(X, K, stride, dilation)
+    if K.shape[0] * K.shape[1] <= GRADIENT_FFT_TAPS:  # few taps: the slices' own derivative, cheaper per call
+        return Y, _direct(dX, K, stride, dilation) + _direct(X, dK, stride, dilation)
+    return Y, _tangent_fft(X, K, dX, dK, stride, dilation)
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _fft_differentiable(X: jax.Array, K: jax.Array, stride: tuple[int, int], dilation: tuple[int, int]) -> jax.Array:
+    return _fft(X, K, stride, dilation)
+
+
+@_fft_differentiable.defjvp
+def _fft_jvp(stride: tuple[int, int], dilation: tuple[int, int], primals: tuple[jax.Array, jax.Array],
+             tangents: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+    """The FFT method's derivative is the same linear map: derived by JAX through the row FFTs' h slices of
+    the spectrum instead, it compiled for 3-5 s (a first gradient of 64x64 with 15x15 taps) and ran slower."""
+    (X, K), (dX, dK) = primals, tangents
+    return _fft(X, K, stride, dilation), _tangent_fft(X, K, dX, dK, stride, dilation)
+
+
 # Compiled once per shape, dtype and stride (the stride is static: it decides the slices); each whole
 # method is one jit, so XLA fuses the slices, products and sums around the FFTs.
-_direct_jit = jax.jit(_direct, static_argnums=(2, 3))
+_direct_jit = jax.jit(_direct_differentiable, static_argnums=(2, 3))
 _separable_jit = jax.jit(_separable, static_argnums=(3, 4))
-_fft_jit = jax.jit(_fft, static_argnums=(2, 3))
+_fft_jit = jax.jit(_fft_differentiable, static_argnums=(2, 3))
 
 
 def corr2d_direct(X: jax.Array, K: jax.Array, stride: tuple[int, int] = ONE,

@@ -9,6 +9,8 @@ from functools import cache, partial
 from typing import Any
 
 import tensorflow as tf
+from tensorflow.python import pywrap_tfe  # the forward accumulators' tangents (PackJVPs)
+from tensorflow.python.eager import record  # pauses tapes and forward accumulators alike
 
 from d2lconv import methods
 from d2lconv.backends.tensorflow.tensors import _tensor, flip, is_constant, reshape, stack
@@ -78,16 +80,17 @@ FUSED_MAX_TAPS = 225
 FUSED_OUTPUT = 1 << 16
 
 
-def _direct(X: tf.Tensor, K: tf.Tensor, stride: tuple[int, int], dilation: tuple[int, int]) -> tf.Tensor:
+def _direct(X: tf.Tensor, K: tf.Tensor, stride: tuple[int, int], dilation: tuple[int, int],
+            rows: bool = True) -> tf.Tensor:
     """The fused sum up to ``FUSED_TAPS`` taps, and up to ``FUSED_MAX_TAPS`` on outputs (all planes together)
-    of at least ``FUSED_OUTPUT`` elements; the row loop otherwise."""
+    of at least ``FUSED_OUTPUT`` elements; the row loop otherwise, unless ``rows`` is False."""
     out_h, out_w = methods.valid_shape(X.shape, K.shape, stride, dilation)
     planes = 1
     for n in X.shape[:-2]:
         planes *= int(n)
     taps = K.shape[0] * K.shape[1]
     fused = taps <= FUSED_TAPS or (taps <= FUSED_MAX_TAPS and planes * out_h * out_w >= FUSED_OUTPUT)
-    return (_direct_fused if fused else _direct_rows)(X, K, stride, dilation)
+    return (_direct_fused if fused or not rows else _direct_rows)(X, K, stride, dilation)
 
 
 def _kernel_gradient(X: tf.Tensor, G: tf.Tensor, kernel_shape: tuple[int, int], stride: tuple[int, int],
@@ -183,10 +186,12 @@ def _direct_with_gradient(stride: tuple[int, int], dilation: tuple[int, int]) ->
             dK = kernel_gradient(X, G, tuple(K.shape), stride, dilation)
             return (input_gradient(G, K, tuple(X.shape), stride, dilation) if wants_input else None), dK
 
-        # stop_gradient: the tape records this function through its custom gradient only. Without it the
-        # tape also records the XLA call, whose own forward-and-backward pair XLA then compiles (64x64 with a
-        # 15x15 kernel: 5-10 s on a first call).
-        return _direct(tf.stop_gradient(X), tf.stop_gradient(K), stride, dilation), gradient
+        # Tapes and forward accumulators record this function through its custom gradient only. Recorded,
+        # the XLA call would also get its own forward-and-backward pair, which XLA compiles (64x64 with a
+        # 15x15 kernel: 5-10 s on a first call), and forward mode would differentiate the row loop (which
+        # XLA cannot).
+        with record.stop_recording():
+            return _direct(X, K, stride, dilation), gradient
 
     return direct
 
@@ -258,9 +263,16 @@ _input_gradient_fft_xla = _per_shape(_input_gradient_fft, jit_compile=True)
 
 def corr2d_direct(X: Any, K: Any, stride: tuple[int, int] = ONE, dilation: tuple[int, int] = ONE) -> tf.Tensor:
     X, K = _tensor(X), _tensor(K)
-    if is_constant(X) and is_constant(K):
-        return _direct(X, K, stride, dilation)  # no gradient can flow: skip the custom gradient's bookkeeping
+    if is_constant(X) and is_constant(K):  # no tape watches them: skip the custom gradient's bookkeeping
+        # A forward accumulator (forward mode) differentiates the XLA call itself, which it can for the fused
+        # sum, not through the row loop's XLA while loop.
+        return _direct(X, K, stride, dilation, rows=not _has_tangents(X, K))
     return _direct_with_gradient(stride, dilation)(X, K)
+
+
+def _has_tangents(*tensors: tf.Tensor) -> bool:
+    """Whether a ``tf.autodiff.ForwardAccumulator`` has a tangent for any of ``tensors`` (tapes do not count)."""
+    return record.could_possibly_record() and bool(pywrap_tfe.TFE_Py_PackJVPs(list(tensors))[1])
 
 
 def corr2d_separable(X: Any, column: Any, row: Any, stride: tuple[int, int] = ONE,
