@@ -136,16 +136,11 @@ def _fft(X: jax.Array, K: jax.Array, stride: tuple[int, int], dilation: tuple[in
     return (_fft_rows if K.shape[0] <= _FFT_ROWS_MAX else _fft_2d)(X, K, stride)
 
 
-# The direct method's derivatives. JAX's own, derived from the h * w slices, save every slice of X and
-# transpose each into a pad; XLA compiled that for 5-10 s for a 15x15 kernel on 64x64 (a first
-# corr2d_gradients) and runs it slower than the FFT from 5x5 on (512x512: 24 against 5.3 ms; 2048x2048, k = 7:
-# 319 against 149 ms). So beyond GRADIENT_FFT_TAPS taps the derivative (a custom_jvp, which JAX transposes for
-# reverse mode: jax.jvp and jax.grad both work) is the correlation's linear map through the FFT: the tangent
-# is corr2d(dX, K) + corr2d(X, dK), one spectrum product each and one inverse FFT, and its transpose is a few
-# FFTs again, fast to compile. Up to 3x3 the slices' own derivative stays: about as fast there (512x512: 5.6
-# against 4.1 ms; 2048x2048: 123 against 131 ms), and exact where the FFT would round (the book's small
-# integer examples).
-GRADIENT_FFT_TAPS = 9
+# The FFT method's derivative, written out: the correlation's linear map through the FFT (a custom_jvp, which
+# JAX transposes for reverse mode, so jax.jvp and jax.grad both work). The tangent is corr2d(dX, K) +
+# corr2d(X, dK), one spectrum product each and one inverse FFT; its transpose is a few FFTs again, fast to
+# compile. (The direct method keeps JAX's own derivative of its slices: exact, zeros stay zeros, where the FFT
+# would leave rounding noise; see benchmarks/README.md for its first-call cost.)
 
 
 def _tangent_fft(X: jax.Array, K: jax.Array, dX: jax.Array, dK: jax.Array, stride: tuple[int, int],
@@ -171,11 +166,10 @@ def _direct_differentiable(X: jax.Array, K: jax.Array, stride: tuple[int, int],
 @_direct_differentiable.defjvp
 def _direct_jvp(stride: tuple[int, int], dilation: tuple[int, int], primals: tuple[jax.Array, jax.Array],
                 tangents: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+    """The derivative JAX derives from the fused sum of slices (exact), also where the value takes the row
+    loop: JAX's transpose of the loop ran 5-25x slower (2048x2048, k = 15: 4 s)."""
     (X, K), (dX, dK) = primals, tangents
-    Y = _direct_any(X, K, stride, dilation)
-    if K.shape[0] * K.shape[1] <= GRADIENT_FFT_TAPS:  # few taps: the slices' own derivative, cheaper per call
-        return Y, _direct(dX, K, stride, dilation) + _direct(X, dK, stride, dilation)
-    return Y, _tangent_fft(X, K, dX, dK, stride, dilation)
+    return _direct_any(X, K, stride, dilation), _direct(dX, K, stride, dilation) + _direct(X, dK, stride, dilation)
 
 
 @partial(jax.custom_jvp, nondiff_argnums=(2, 3))
