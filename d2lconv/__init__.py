@@ -20,6 +20,8 @@ from d2lconv._backend import (
 from d2lconv._channels import corr2d_multi_in, corr2d_multi_in_out, corr2d_multi_in_out_1x1
 from d2lconv._corr import METHODS, convolve2d, corr2d
 from d2lconv._gradients import corr2d_gradients, gradients, layer_gradients
+from d2lconv._numba import get_accelerator, set_accelerator
+from d2lconv._parallel import get_num_threads, set_num_threads
 from d2lconv._tensors import Conv2D, ones, tensor, to_numpy, transpose, zeros
 from d2lconv.exercises import GradientReport, check_gradients
 from d2lconv.matrix import corr2d_matrix
@@ -55,14 +57,18 @@ __all__ = [
     "corr2d_multi_in_out",
     "corr2d_multi_in_out_1x1",
     "layer_gradients",
+    "get_accelerator",
     "get_backend",
+    "get_num_threads",
     "gradients",
     "kernels",
     "largest_curvature",
     "least_squares_kernel",
     "ones",
     "receptive_field",
+    "set_accelerator",
     "set_backend",
+    "set_num_threads",
     "tensor",
     "to_numpy",
     "train_kernel",

@@ -9,6 +9,9 @@ Costs are counted in *passes*: one pass multiplies and adds every output element
   slower than a pass per element; it wins only on tiny problems, where each operation's fixed dispatch cost
   dominates: below ``adapter.NATIVE_BELOW`` multiply-adds in all, or, where the framework has a special
   path for small kernels, up to ``adapter.NATIVE_TAPS`` kernel elements at any size.
+An adapter whose direct method may run compiled (the Numba accelerator, ``d2lconv._numba``) has
+``compiled_costs(X, K)``: ``(FFT_PASSES, NATIVE_BELOW, NATIVE_TAPS)`` in units of a compiled pass when it
+will run these operands, else None.
 The per-framework numbers are ratios of one framework's operations to each other, not times, so they carry
 over between machines; benchmarks/RESULTS.md shows how they were measured.
 
@@ -31,20 +34,28 @@ SEPARABLE_MIN_OUTPUT = 4096
 
 def choose_method(adapter: ModuleType, input_shape: tuple[int, int], K: Any, stride: tuple[int, int],
                   dilation: tuple[int, int] = (1, 1), batch: int = 1, *, fft_passes: float | None = None,
-                  fft: bool = True) -> str:
+                  fft: bool = True, X: Any = None) -> str:
     """The name of the cheapest exact method for cross-correlating ``batch`` images of ``input_shape`` with ``K``.
 
     A batch multiplies every method's cost alike, except the fixed cost per operation that ``NATIVE_BELOW``
     and ``SEPARABLE_MIN_OUTPUT`` stand for, so those compare against the whole batch's work.
     ``fft_passes`` replaces the adapter's ``FFT_PASSES`` (``d2lconv._exact`` adds the cost of checking the
-    FFT's accuracy); ``fft=False`` leaves the FFT out (for inputs whose values it cannot check).
+    FFT's accuracy); ``fft=False`` leaves the FFT out (for inputs whose values it cannot check). With the
+    input ``X``, an adapter's ``compiled_costs`` hook gives the numbers for the compiled direct method, whose
+    pass is cheaper: every FFT cost, ``fft_passes`` included, is then counted in compiled passes.
     """
+    native_below, native_taps = adapter.NATIVE_BELOW, adapter.NATIVE_TAPS
+    compiled = _compiled_costs(adapter, X, K) if X is not None else None
+    if compiled is not None:
+        scale = compiled[0] / adapter.FFT_PASSES if adapter.FFT_PASSES else 1.0
+        fft_passes = compiled[0] if fft_passes is None else fft_passes * scale
+        native_below, native_taps = compiled[1], compiled[2]
     fft_passes = adapter.FFT_PASSES if fft_passes is None else fft_passes
     has_fft = fft and adapter.corr2d_fft is not None
     h, w = K.shape
     out_h, out_w = methods.valid_shape(input_shape, (h, w), stride, dilation)
     taps, outputs = h * w, batch * out_h * out_w
-    if taps <= adapter.NATIVE_TAPS or outputs * taps < adapter.NATIVE_BELOW:
+    if taps <= native_taps or outputs * taps < native_below:
         return "native"
     if (h + w >= taps or outputs < SEPARABLE_MIN_OUTPUT) and (
             not has_fft or taps <= fft_passes * stride[0] * stride[1]):
@@ -56,6 +67,18 @@ def choose_method(adapter: ModuleType, input_shape: tuple[int, int], K: Any, str
             and methods.rank_one_factors(adapter.to_numpy(K)) is not None):
         return "separable"
     return min(costs, key=costs.get)
+
+
+_hooks: dict[str, Any] = {}
+
+
+def _compiled_costs(adapter: ModuleType, X: Any, K: Any) -> tuple[Any, int, int] | None:
+    """The adapter's ``compiled_costs(X, K)``, or None without the hook (looked up once per adapter: a missing
+    attribute costs a raised AttributeError on every call)."""
+    hook = _hooks.get(adapter.__name__, False)
+    if hook is False:
+        hook = _hooks[adapter.__name__] = getattr(adapter, "compiled_costs", None)
+    return None if hook is None else hook(X, K)
 
 
 @dataclass(frozen=True)

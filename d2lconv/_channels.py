@@ -158,7 +158,7 @@ def per_kernel(adapter: ModuleType, X: Any, K: Any, stride: tuple[int, int], dil
     planes = []
     for o in range(O):
         x, k = X[..., o // Og, :, :], K[o, 0]
-        planes.append(_run(adapter, choose_method(adapter, (H, W), k, stride, dilation, batch), x, k, stride,
+        planes.append(_run(adapter, choose_method(adapter, (H, W), k, stride, dilation, batch, X=x), x, k, stride,
                            dilation))
     return planes[0][..., None, :, :] if O == 1 else adapter.stack(planes, -3)
 

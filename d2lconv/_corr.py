@@ -47,7 +47,7 @@ def correlate(
         batch = 1
         for n in tuple(X.shape)[:-2]:
             batch *= int(n)
-        method = choose_method(adapter, padded, K, strides, dilations, batch)
+        method = choose_method(adapter, padded, K, strides, dilations, batch, X=X)
         if method == "fft":
             return _exact_fft(adapter, padded, X, K, strides, dilations, batch)
     if method == "fft" and adapter.corr2d_fft is not None:
@@ -64,12 +64,12 @@ def _exact_fft(adapter: ModuleType, padded: tuple[int, int], X: Any, K: Any, str
     found = _exact.scan(adapter, X)
     kernel = _exact.concrete(adapter, K)
     if found is None or kernel is None or not np.isfinite(kernel).all():
-        method = choose_method(adapter, padded, K, strides, dilations, batch, fft=False)
+        method = choose_method(adapter, padded, K, strides, dilations, batch, fft=False, X=X)
         return _run(adapter, method, X, K, strides, dilations)
     passes = adapter.FFT_PASSES + _exact.SCAN_PASSES
     if found.signed or _exact.both_signs(kernel):
         passes += adapter.FFT_PASSES  # a second FFT, of |X| and |K|, finds each output's S
-    method = choose_method(adapter, padded, K, strides, dilations, batch, fft_passes=passes)
+    method = choose_method(adapter, padded, K, strides, dilations, batch, fft_passes=passes, X=X)
     if method != "fft":
         return _run(adapter, method, X, K, strides, dilations)
     return _exact.fft(adapter, X, K, strides, found, certify=True, dilation=dilations)

@@ -16,6 +16,7 @@ from d2lconv.backends.mxnet.kernels import (  # noqa: F401 (the adapter's names)
     NATIVE_BELOW,
     NATIVE_TAPS,
     NO_FFT,
+    compiled_costs,
     corr2d_direct,
     corr2d_fft,
     corr2d_native,

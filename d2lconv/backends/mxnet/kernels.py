@@ -10,9 +10,11 @@ from functools import lru_cache
 from typing import Any
 
 import mxnet as mx
+import numpy as onp
 from mxnet import np
 
-from d2lconv import methods
+from d2lconv import _numba, methods
+from d2lconv.backends.mxnet.tensors import is_constant
 
 NO_FFT = "MXNet has no FFT on the CPU (its contrib.fft operators run on GPUs only)"
 FFT_PASSES = None
@@ -67,15 +69,38 @@ def _native(x_shape: tuple[int, ...], k_shape: tuple[int, int], stride: tuple[in
                                            dilate=dilation))
 
 
+# With the Numba accelerator (d2lconv._numba), arrays that no gradient flows to take the compiled loops,
+# through one copy out to NumPy and one back (about a memory pass each): each of MXNet's h * w operators
+# is a pass of its own, and it has no FFT on the CPU, so beyond tiny inputs this is faster than the
+# compiled graph or npx.convolution (2048x2048: 4x at 3x3, 300x at 31x31).
+_FLOATS = (onp.dtype(onp.float32), onp.dtype(onp.float64))
+
+
+def _accelerated(*arrays: np.ndarray) -> bool:
+    return _numba.get_accelerator() is not None and all(
+        a.ctx.device_type == "cpu" and a.dtype in _FLOATS and a.dtype == arrays[0].dtype and is_constant(a)
+        for a in arrays)
+
+
+def compiled_costs(X: np.ndarray, K: np.ndarray) -> tuple[None, int, int] | None:
+    """``(FFT_PASSES, NATIVE_BELOW, NATIVE_TAPS)`` for auto when the Numba accelerator will run these inputs."""
+    return (None, NATIVE_BELOW, 0) if _accelerated(X, K) else None  # the copies cost more than tiny work
+
+
 def corr2d_direct(X: np.ndarray, K: np.ndarray, stride: tuple[int, int] = ONE,
                   dilation: tuple[int, int] = ONE) -> np.ndarray:
-    """``methods.corr2d_direct``, compiled once per shape, stride and dilation."""
+    """``methods.corr2d_direct``, compiled once per shape, stride and dilation (or the Numba accelerator's)."""
+    if _accelerated(X, K):
+        return np.array(_numba.corr2d_direct(X.asnumpy(), K.asnumpy(), stride, "mxnet", dilation), dtype=X.dtype)
     return _direct(X.shape, K.shape, stride, dilation)(X=X, K=K)
 
 
 def corr2d_separable(X: np.ndarray, column: np.ndarray, row: np.ndarray,
                      stride: tuple[int, int] = ONE, dilation: tuple[int, int] = ONE) -> np.ndarray:
-    """``methods.corr2d_separable``, compiled once per shape, stride and dilation."""
+    """``methods.corr2d_separable``, compiled once per shape, stride and dilation (or the Numba accelerator's)."""
+    if _accelerated(X, column, row):
+        Y = _numba.corr2d_separable(X.asnumpy(), column.asnumpy(), row.asnumpy(), stride, "mxnet", dilation)
+        return np.array(Y, dtype=X.dtype)
     return _separable(X.shape, column.shape[0], row.shape[0], stride, dilation)(X=X, column=column, row=row)
 
 

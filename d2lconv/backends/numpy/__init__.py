@@ -19,6 +19,7 @@ from d2lconv.backends.numpy.kernels import (  # noqa: F401 (the adapter's names)
     NATIVE_BELOW,
     NATIVE_TAPS,
     NO_NATIVE,
+    compiled_costs,
     corr2d_direct,
     corr2d_fft,
     corr2d_native,

@@ -16,6 +16,7 @@ from d2lconv.backends.torch.kernels import (  # noqa: F401 (the adapter's names)
     FFT_PASSES,
     NATIVE_BELOW,
     NATIVE_TAPS,
+    compiled_costs,
     corr2d_direct,
     corr2d_fft,
     corr2d_native,

@@ -15,10 +15,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from d2lconv import channel_methods, methods
+from d2lconv import _numba, channel_methods, methods
 from d2lconv._auto import ChannelAuto
+from d2lconv._parallel import num_threads, run_bands
 from d2lconv.backends.torch import tensors
-from d2lconv.backends.torch.kernels import FFT_PASSES, _band_elements, _no_gradient, _tiles
+from d2lconv.backends.torch.kernels import FFT_PASSES, _accelerated, _band_elements, _no_gradient, _tiles, tile_grid
 
 # Measured with one thread, F.conv2d against this module's bank kernel and corr2d's direct method (see
 # benchmarks/RESULTS_CHANNELS.md): oneDNN wins from 2 input channels per group and for depthwise kernels (0.2 ms
@@ -33,9 +34,13 @@ def corr2d_channels(X: torch.Tensor, K: torch.Tensor, stride: tuple[int, int], d
                     factors: Any = None) -> torch.Tensor:
     """d2lconv's ``method`` (``"direct"``, ``"separable"``, ``"fft"`` or ``"per_kernel"``) on ``X`` in its layout."""
     def compute(X: torch.Tensor) -> torch.Tensor:
+        if method in ("per_kernel", "direct") and K.shape[1] == 1 and _accelerated(X, K):
+            Y = _numba_bank(X, K, stride, dilation, groups)
+            if Y is not None:  # compiled loops, every output channel in place
+                return Y
         if method == "per_kernel":
-            if _no_gradient(X, K) and K.shape[2] * K.shape[3] <= FFT_PASSES:
-                return _bank(X, K, stride, dilation, groups)
+            if _no_gradient(X, K) and K.shape[2] * K.shape[3] <= FFT_PASSES and not _accelerated(X, K):
+                return _bank(X, K, stride, dilation, groups)  # (with Numba, corr2d's compiled loops per kernel)
             from d2lconv._channels import per_kernel
 
             return per_kernel(sys.modules[__package__], X, K, stride, dilation, groups)
@@ -46,6 +51,17 @@ def corr2d_channels(X: torch.Tensor, K: torch.Tensor, stride: tuple[int, int], d
         return channel_methods.direct(tensors, X, K, stride, dilation, groups)
 
     return channel_methods.in_layout(tensors, compute, X, padding, channels_last)
+
+
+def _numba_bank(X: torch.Tensor, K: torch.Tensor, stride: tuple[int, int], dilation: tuple[int, int],
+                groups: int) -> torch.Tensor | None:
+    """The Numba accelerator's filter bank on the tensors' memory, or None where it does not suit them."""
+    kernels = K.detach().numpy()
+    if not _numba.bank_wanted(kernels):
+        return None
+    Y = _numba.corr2d_bank(X.detach().resolve_conj().resolve_neg().numpy(), kernels, stride, dilation, groups,
+                           "torch")
+    return None if Y is None else torch.from_numpy(Y)
 
 
 _fft = partial(channel_methods.fft, tensors, rfft2=lambda x, s: torch.fft.rfft2(x, s),
@@ -88,15 +104,19 @@ def _bank(X: torch.Tensor, K: torch.Tensor, stride: tuple[int, int], dilation: t
     Y = torch.empty((count, O, out_h, out_w), dtype=X.dtype, device=X.device)
     taps = K[:, 0].tolist()
     factors = [methods.rank_one_factors(k) if h + w < h * w else None for k in K[:, 0].cpu().numpy()]
+    factors = [None if f is None else (f[0].tolist(), f[1].tolist()) for f in factors]
+    threads = num_threads("torch")
     chunk, step = _tiles(count, out_h, out_w, X.element_size())
     cols, span = (out_w - 1) * s_w + 1, (h - 1) * d_h + 1
     if any(f is not None for f in factors):  # the row pass's buffer holds span - 1 more rows: keep it in the band
         # (with several threads a band over ATen's grain runs on the thread pool, which stalls on busy cores)
         fitting = (_band_elements(X.element_size()) // (chunk * out_w) - span) // s_h + 1
         step = max(1, min(step, fitting))
-    scratch = torch.empty((chunk, (step - 1) * s_h + span, out_w), dtype=X.dtype, device=X.device)
-    for p in range(0, count, chunk):
-        for start in range(0, out_h, step):
+    bands, starts = tile_grid(count, out_h, chunk, step)
+
+    def work(first_band: int, last_band: int) -> None:  # bands of rows of every output channel, on d2lconv's threads
+        scratch = torch.empty((chunk, (step - 1) * s_h + span, out_w), dtype=X.dtype, device=X.device)
+        for p, start in starts[first_band:last_band]:
             stop = min(start + step, out_h)
             rows = (stop - start - 1) * s_h + 1
             for o in range(O):
@@ -111,7 +131,7 @@ def _bank(X: torch.Tensor, K: torch.Tensor, stride: tuple[int, int], dilation: t
                             else:
                                 y.add_(source, alpha=taps[o][a][b])
                     continue
-                column, row = (v.tolist() for v in factors[o])  # row pass over the band's input rows, then columns
+                column, row = factors[o]  # row pass over the band's input rows, then columns
                 first = start * s_h
                 z = scratch[:x.shape[0], :rows - 1 + span]
                 torch.mul(x[:, first:first + z.shape[1], 0:cols:s_w], row[0], out=z)
@@ -120,4 +140,6 @@ def _bank(X: torch.Tensor, K: torch.Tensor, stride: tuple[int, int], dilation: t
                 torch.mul(z[:, 0:rows:s_h], column[0], out=y)
                 for a in range(1, h):
                     y.add_(z[:, a * d_h:a * d_h + rows:s_h], alpha=column[a])
+
+    run_bands(work, bands, 1, threads)
     return Y.reshape(*X.shape[:-3], O, out_h, out_w)

@@ -5,10 +5,12 @@ They compute the valid cross-correlation of an already padded input (see ``d2lco
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from d2lconv import methods
+from d2lconv import _numba, methods
+from d2lconv._parallel import num_threads, run_bands
 from d2lconv.backends.torch.tensors import is_constant, reshape, stack
 
 # The two numbers of auto's cost model, ratios of this adapter's own methods (so they carry over between
@@ -20,6 +22,10 @@ FFT_PASSES = 60
 # 1.3e5 (k = 2), 3e5 (k = 3) and 4e5 (k = 7) multiply-adds (N = 16..512, same process, median of ~2 ms samples).
 NATIVE_BELOW = 1 << 18
 NATIVE_TAPS = 0
+# With the Numba accelerator (d2lconv._numba) a direct pass costs a fraction of the above: the FFT (same
+# transforms) then costs about this many compiled passes (2048x2048: the compiled direct sum met the FFT
+# between k = 15 and 19), and no conv op beats it at any size.
+FFT_PASSES_COMPILED = 300
 ONE = (1, 1)
 
 
@@ -29,10 +35,15 @@ ONE = (1, 1)
 # stay in the CPU cache, with one fused in-place multiply-add per kernel element (``out.add_(x, alpha=k)``).
 # In-place ops and Python-float weights are invisible to autograd, so anything that needs a gradient takes
 # the shared differentiable version instead. Same arithmetic, same values (up to float32 rounding order).
-# Band size: with one intra-op thread, about 1 MiB of output rows (fewer Python steps; 2x faster than
-# 128 KiB at 2048x2048, k = 3 and 7). With more threads, bands just under ATen's parallel grain (32768
-# elements) so that every op runs on the calling thread: on few, shared cores the thread pool's barrier
-# stalls whole scheduler slices, and 1 MiB bands ran 4x slower with 2 threads than 128 KiB bands did.
+# Threads: the bands run on ``torch.get_num_threads()`` threads of d2lconv's pool (``d2lconv._parallel``),
+# each band just under ATen's parallel grain (32768 elements) so that every op runs on the thread that
+# calls it: ATen's own thread pool splitting each small op costs a barrier per op, and on few, shared cores
+# such barriers stall whole scheduler slices (1 MiB bands ran 4x slower with 2 ATen threads than 128 KiB
+# bands on one thread; with d2lconv limited to one thread but ATen's two, 1 MiB bands at k = 7 took 2.1 s
+# against 0.06 s on a busy machine). With ``torch.set_num_threads(1)`` (ATen's pool serial), bands of about
+# 1 MiB of output rows (fewer Python steps; 2x faster than 128 KiB at 2048x2048, k = 3 and 7).
+# With Numba installed, constant float tensors run as compiled loops on the tensors' memory instead
+# (``d2lconv._numba``).
 _BAND_BYTES_ONE_THREAD = 1 << 20
 _SERIAL_ELEMENTS = 32767
 
@@ -43,7 +54,8 @@ def _no_gradient(*tensors: torch.Tensor) -> bool:
 
 
 def _band_elements(itemsize: int) -> int:
-    """Output elements per band (see ``_BAND_BYTES_ONE_THREAD``)."""
+    """Output elements per band (see ``_BAND_BYTES_ONE_THREAD``): large only where ATen runs every op on the
+    calling thread anyway (``torch.get_num_threads() == 1``), whatever d2lconv's own thread count."""
     if torch.get_num_threads() == 1:
         return max(1, _BAND_BYTES_ONE_THREAD // itemsize)
     return _SERIAL_ELEMENTS
@@ -64,12 +76,37 @@ def _planes(X: torch.Tensor) -> torch.Tensor:
     return X.reshape((-1, *X.shape[-2:]))
 
 
+_FLOATS = (torch.float32, torch.float64)
+
+
+def _accelerated(*tensors: torch.Tensor) -> bool:
+    """Whether the Numba accelerator takes these tensors: on, CPU, float32/float64, no gradient to keep."""
+    if _numba.get_accelerator() is None:
+        return False
+    dtype = tensors[0].dtype
+    return dtype in _FLOATS and all(t.is_cpu and t.dtype is dtype and is_constant(t) for t in tensors)
+
+
+def _arrays(*tensors: torch.Tensor) -> list[np.ndarray]:
+    """The tensors' memory as NumPy arrays (no copy; conjugate or negative views resolved first)."""
+    return [t.detach().resolve_conj().resolve_neg().numpy() for t in tensors]
+
+
+def tile_grid(count: int, out_h: int, chunk: int, step: int) -> tuple[int, list[tuple[int, int]]]:
+    """The bands of a ``(count, out_h, ...)`` output, ``chunk`` planes by ``step`` rows: ``(bands, starts)``
+    with band ``i`` starting at plane and row ``starts[i]``."""
+    starts = [(p, r) for p in range(0, count, chunk) for r in range(0, out_h, step)]
+    return len(starts), starts
+
+
 def corr2d_direct(X: torch.Tensor, K: torch.Tensor, stride: tuple[int, int] = ONE,
                   dilation: tuple[int, int] = ONE) -> torch.Tensor:
     """The shared sum of shifted slices (``methods.corr2d_direct``); band by band in the cache when constant.
 
     Leading axes (a batch) are one more axis of each band: the same rows of several planes at once.
     """
+    if _accelerated(X, K):
+        return torch.from_numpy(_numba.corr2d_direct(*_arrays(X, K), stride, "torch", dilation))
     (s_h, s_w), (d_h, d_w), (h, w) = stride, dilation, K.shape
     out_h, out_w = methods.valid_shape(X.shape, K.shape, stride, dilation)
     planes = _planes(X)
@@ -79,9 +116,12 @@ def corr2d_direct(X: torch.Tensor, K: torch.Tensor, stride: tuple[int, int] = ON
     taps = K.tolist()
     Y = torch.empty((count, out_h, out_w), dtype=X.dtype, device=X.device)
     cols = (out_w - 1) * s_w + 1
+    threads = num_threads("torch")
     chunk, step = _tiles(count, out_h, out_w, X.element_size())
-    for p in range(0, count, chunk):
-        for start in range(0, out_h, step):  # why: each band of Y stays in the cache for all h * w updates
+    bands, starts = tile_grid(count, out_h, chunk, step)
+
+    def work(first: int, last: int) -> None:  # why: each band of Y stays in the cache for all h * w updates
+        for p, start in starts[first:last]:
             y, rows = Y[p:p + chunk, start:start + step], (min(start + step, out_h) - start - 1) * s_h + 1
             for a in range(h):
                 top = start * s_h + a * d_h
@@ -91,6 +131,8 @@ def corr2d_direct(X: torch.Tensor, K: torch.Tensor, stride: tuple[int, int] = ON
                         torch.mul(source, taps[0][0], out=y)
                     else:
                         y.add_(source, alpha=taps[a][b])  # one fused multiply-add per element
+
+    run_bands(work, bands, 1, threads)
     return Y.reshape((*X.shape[:-2], out_h, out_w))
 
 
@@ -102,6 +144,8 @@ def corr2d_separable(X: torch.Tensor, column: torch.Tensor, row: torch.Tensor,
     ones (whose bands would filter more than a quarter of their rows twice) run the row pass over the
     whole input first, into one output-sized buffer, then the column pass, each band by band.
     """
+    if _accelerated(X, column, row):
+        return torch.from_numpy(_numba.corr2d_separable(*_arrays(X, column, row), stride, "torch", dilation))
     (s_h, s_w), (d_h, d_w), h, w = stride, dilation, column.shape[0], row.shape[0]
     out_h, out_w = methods.valid_shape(X.shape, (h, w), stride, dilation)
     planes = _planes(X)
@@ -111,9 +155,9 @@ def corr2d_separable(X: torch.Tensor, column: torch.Tensor, row: torch.Tensor,
     column, row = column.tolist(), row.tolist()
     span = (h - 1) * d_h + 1
     cols = (out_w - 1) * s_w + 1
+    threads = num_threads("torch")
     chunk, step = _tiles(count, planes.shape[1], out_w, X.element_size())  # rows of the row pass's buffer
     fused = (step - span) // s_h + 1 >= 4 * (span - 1)
-    Z = torch.empty((min(chunk, count), step if fused else planes.shape[1], out_w), dtype=X.dtype, device=X.device)
     Y = torch.empty((count, out_h, out_w), dtype=X.dtype, device=X.device)
 
     def row_pass(x: torch.Tensor, first: int, last: int, z: torch.Tensor) -> None:  # z = sum_b x[b::s_w] * row[b]
@@ -127,22 +171,38 @@ def corr2d_separable(X: torch.Tensor, column: torch.Tensor, row: torch.Tensor,
         for a in range(1, h):
             y.add_(z[:, a * d_h:a * d_h + rows:s_h], alpha=column[a])
 
-    for p in range(0, count, chunk):
-        x, y_planes = planes[p:p + chunk], Y[p:p + chunk]
-        z_planes = Z[:x.shape[0]]
-        if fused:
-            band = (step - span) // s_h + 1  # output rows whose input rows fit in Z
-            for start in range(0, out_h, band):
+    if fused:  # both passes of a band while its rows are in the cache, a buffer per band
+        band = (step - span) // s_h + 1  # output rows whose input rows fit in a band
+        bands, starts = tile_grid(count, out_h, chunk, band)
+
+        def work(first_band: int, last_band: int) -> None:
+            for p, start in starts[first_band:last_band]:
                 stop = min(start + band, out_h)
                 first, last = start * s_h, (stop - 1) * s_h + span
-                row_pass(x, first, last, z_planes[:, :last - first])
-                column_pass(z_planes[:, :last - first], y_planes[:, start:stop])
-        else:
-            for start in range(0, x.shape[1], step):
-                row_pass(x, start, min(start + step, x.shape[1]), z_planes[:, start:start + step])
-            band = max(1, step // s_h)
-            for start in range(0, out_h, band):
-                column_pass(z_planes[:, start * s_h:], y_planes[:, start:start + band])
+                x = planes[p:p + chunk]
+                z = torch.empty((x.shape[0], last - first, out_w), dtype=X.dtype, device=X.device)
+                row_pass(x, first, last, z)
+                column_pass(z, Y[p:p + chunk, start:stop])
+
+        run_bands(work, bands, 1, threads)
+    else:  # the row pass over every input row, then the column pass, each band by band
+        Z = torch.empty((count, planes.shape[1], out_w), dtype=X.dtype, device=X.device)
+        bands, starts = tile_grid(count, planes.shape[1], chunk, step)
+
+        def rows_of(first_band: int, last_band: int) -> None:
+            for p, start in starts[first_band:last_band]:
+                stop = min(start + step, planes.shape[1])
+                row_pass(planes[p:p + chunk], start, stop, Z[p:p + chunk, start:stop])
+
+        run_bands(rows_of, bands, 1, threads)
+        band = max(1, step // s_h)
+        bands, starts = tile_grid(count, out_h, chunk, band)
+
+        def columns_of(first_band: int, last_band: int) -> None:
+            for p, start in starts[first_band:last_band]:
+                column_pass(Z[p:p + chunk, start * s_h:], Y[p:p + chunk, start:start + band])
+
+        run_bands(columns_of, bands, 1, threads)
     return Y.reshape((*X.shape[:-2], out_h, out_w))
 
 
@@ -152,24 +212,6 @@ def _kernel_spectrum(K: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     Why: padding K to the grid and calling rfft2 would transform ``grid[0] - h`` rows of zeros.
     """
     return torch.fft.fft(torch.fft.rfft(K, n=grid[1], dim=1), n=grid[0], dim=0).conj()
-
-
-def _fft_tile(kernel_shape: tuple[int, int], input_shape: tuple[int, int]) -> tuple[int, int]:
-    """The FFT tile per axis: the whole axis up to twice about 8 kernel sizes (at least 256), else as
-    many tiles of about that size as the axis needs, each cut to the smallest 5-smooth length that covers it.
-
-    Why: many small transforms (overlap-save) stay in the cache and cost fewer operations per pixel
-    (the log of the tile, not of the image); 8 kernels wide spends at most an eighth of a tile on overlap.
-    """
-    tile = []
-    for k, n in zip(kernel_shape, input_shape):
-        target = max(256, 8 * k)
-        if n <= 2 * target:
-            tile.append(methods.fast_length(n))
-        else:
-            count = -(-(n - k + 1) // (target - k + 1))
-            tile.append(methods.fast_length(-(-(n - k + 1) // count) + k - 1))
-    return tuple(tile)
 
 
 # Pixels of tiles per FFT call: few, large calls (each is one parallel region, and on busy, shared cores
@@ -195,7 +237,7 @@ def corr2d_fft(X: torch.Tensor, K: torch.Tensor, stride: tuple[int, int] = ONE,
     planes = _planes(X)
     (h, w), (count, n_h, n_w) = K.shape, planes.shape
     out_h, out_w = n_h - h + 1, n_w - w + 1  # unstrided; the stride is taken at the end
-    t_h, t_w = _fft_tile((h, w), (n_h, n_w))
+    t_h, t_w = methods.fft_tile((h, w), (n_h, n_w))
     step_h, step_w = t_h - h + 1, t_w - w + 1
     tiles_h, tiles_w = -(-out_h // step_h), -(-out_w // step_w)
     padded = F.pad(planes, (0, (tiles_w - 1) * step_w + t_w - n_w, 0, (tiles_h - 1) * step_h + t_h - n_h))
@@ -219,3 +261,8 @@ def corr2d_native(X: torch.Tensor, K: torch.Tensor, stride: tuple[int, int] = ON
     """``F.conv2d`` on the tab's (example, channel, height, width) layout: the planes as examples, one channel."""
     Y = F.conv2d(_planes(X)[:, None], K[None, None], stride=stride, dilation=dilation)
     return Y.reshape((*X.shape[:-2], *Y.shape[-2:]))
+
+
+def compiled_costs(X: torch.Tensor, K: torch.Tensor) -> tuple[int, int, int] | None:
+    """``(FFT_PASSES, NATIVE_BELOW, NATIVE_TAPS)`` for auto when the Numba accelerator will run these inputs."""
+    return (FFT_PASSES_COMPILED, 0, 0) if _accelerated(X, K) else None
