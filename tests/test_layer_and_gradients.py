@@ -217,3 +217,18 @@ def test_forward_mode_derivative_is_the_linear_map(method, lead, k, stride, dila
     expected = (reference_corr2d(dX, K, stride=stride, dilation=dilation)
                 + reference_corr2d(X, dK, stride=stride, dilation=dilation))
     assert_close(tangent, expected, scale=float(np.abs(X).max() * np.abs(K).sum() * 2))
+
+
+@pytest.mark.parametrize("method", each_method(("direct", "native")))
+@pytest.mark.parametrize("k", [3, 7, 15])
+def test_input_gradient_is_exactly_zero_outside_the_window(method, k, rng):
+    """One output's gradient reaches exactly the k x k input pixels of its window, and exactly zero elsewhere
+    (a large kernel's gradient must not go through an FFT, whose rounding would leave noise everywhere)."""
+    X = rng.standard_normal((40, 40)).astype(np.float32)
+    K = (rng.random((k, k)) + 0.5).astype(np.float32)
+    G = np.zeros((40 - k + 1, 40 - k + 1), np.float32)
+    G[5, 9] = 1.0
+    dX, _ = dc.corr2d_gradients(X, K, G, method=method)
+    rows, cols = np.nonzero(dX)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (5, 5 + k - 1, 9, 9 + k - 1)
+    assert_close(dX[5:5 + k, 9:9 + k], K)
