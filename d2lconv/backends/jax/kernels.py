@@ -5,6 +5,7 @@ They compute the valid cross-correlation of an already padded input (see ``d2lco
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import Any
 
@@ -139,9 +140,8 @@ def _fft(X: jax.Array, K: jax.Array, stride: tuple[int, int], dilation: tuple[in
 # The FFT method's derivative, written out: the correlation's linear map through the FFT (a custom_jvp, which
 # JAX transposes for reverse mode, so jax.jvp and jax.grad both work). The tangent is corr2d(dX, K) +
 # corr2d(X, dK), one spectrum product each and one inverse FFT; its transpose is a few FFTs again, fast to
-# compile. (The direct method keeps JAX's own derivative of its slices: exact, zeros stay zeros, where the FFT
-# would leave rounding noise, and jax.jvp works, which a custom_vjp would break. Its cost: a first
-# corr2d_gradients of 64x64 with a 15x15 kernel compiles for 5-13 s, over issue 11's 2 s target.)
+# compile. (The direct method's derivative stays a direct sum, exact: zeros stay zeros, where the FFT would
+# leave rounding noise; see _direct_jvp.)
 
 
 def _tangent_fft(X: jax.Array, K: jax.Array, dX: jax.Array, dK: jax.Array, stride: tuple[int, int],
@@ -168,9 +168,24 @@ def _direct_differentiable(X: jax.Array, K: jax.Array, stride: tuple[int, int],
 def _direct_jvp(stride: tuple[int, int], dilation: tuple[int, int], primals: tuple[jax.Array, jax.Array],
                 tangents: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
     """The derivative JAX derives from the fused sum of slices (exact), also where the value takes the row
-    loop: JAX's transpose of the loop itself ran far slower (2048x2048, k = 15: 4 s per gradient)."""
+    loop (JAX's transpose of the loop itself ran far slower: 2048x2048, k = 15: 4 s per gradient); for small
+    outputs with many taps, the same linear map through ``lax.conv_general_dilated``."""
     (X, K), (dX, dK) = primals, tangents
-    return _direct_any(X, K, stride, dilation), _direct(dX, K, stride, dilation) + _direct(X, dK, stride, dilation)
+    out_h, out_w = methods.valid_shape(X.shape, K.shape, stride, dilation)
+    if K.shape[0] * K.shape[1] > CONV_TANGENT_TAPS and math.prod(X.shape[:-2]) * out_h * out_w < CONV_TANGENT_OUTPUT:
+        tangent = _native(dX, K, stride, dilation) + _native(X, dK, stride, dilation)
+    else:
+        tangent = _direct(dX, K, stride, dilation) + _direct(X, dK, stride, dilation)
+    return _direct_any(X, K, stride, dilation), tangent
+
+
+# Small outputs with many taps: the tangent through lax.conv_general_dilated, whose transpose XLA compiles as
+# one convolution again (a first corr2d_gradients of 64x64 with a 15x15 kernel: 5-25 s through the slices'
+# own derivative, which JAX transposes into h * w pads; ~0.3 s this way, and faster per call). A direct sum
+# like the slices (exact: zeros stay zeros); on large outputs XLA's CPU convolution is slower than the fused
+# slices (512x512, k = 15: 115 ms per gradient), so they keep the slices.
+CONV_TANGENT_TAPS = 49
+CONV_TANGENT_OUTPUT = 1 << 16
 
 
 @partial(jax.custom_jvp, nondiff_argnums=(2, 3))
