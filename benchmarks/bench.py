@@ -7,7 +7,12 @@ One process times one backend (``D2LCONV_BACKEND`` or ``--backend``) on the same
 - ``fw-op``: the framework's conv op called directly, inputs already in its layout (none on NumPy);
 - the peers ``scipy.signal.correlate2d``, ``scipy.signal.correlate(method="auto")`` and ``cv2.filter2D``
   (cropped to the valid region), where installed;
-- ``copy``: ``np.copyto`` of the input into a preallocated array, the physical floor.
+- ``copy``: ``np.copyto`` of the input into a preallocated array, the physical floor;
+- the speed-up from one CPU to all: at N = 2048 and k = 3 and 7, ``auto``, the framework's op and OpenCV are
+  timed again in a child process confined to one CPU (``os.sched_setaffinity``, as ``taskset -c 0``), where
+  every framework, OpenCV and d2lconv see one.
+
+Everything runs at the frameworks' default thread settings unless ``--threads N`` limits them.
 
 Every timed call blocks until its result is computed. Each case is warmed up (compiled) once, its
 result checked against a float64 reference, then timed: the median of repeats, ``--budget`` seconds
@@ -22,7 +27,9 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -44,6 +51,14 @@ QUICK_LOOP_MAX_N = 3
 D2L_METHODS = ("auto", "loop", "direct", "separable", "fft", "native")
 PEERS = ("scipy.correlate2d", "scipy.correlate", "cv2.filter2D")
 COLUMNS = tuple(f"d2l.{m}" for m in D2L_METHODS) + ("fw-op",) + PEERS + ("copy",)
+RATIOS = ("auto/native", "auto/peer", "auto/cv2", "auto/copy", "speed-up")
+ONE_CPU_COLUMNS = ("d2l.auto", "fw-op", "cv2.filter2D")  # timed again on one CPU
+ONE_CPU_MIN_N = 2048
+ONE_CPU_KERNELS = (3, 7)  # what issue 11's speed-up target reads
+# At and above BIG_N a full run times only the columns issue 11's targets read, on random kernels (the rank-one
+# rows and every explicit method there take minutes); --all-columns times everything.
+BIG_N = 2048
+TARGET_COLUMNS = ("d2l.auto", "fw-op", "cv2.filter2D", "copy")
 # |error| / (max|X| * sum|K|): float32 has eps 1.2e-7, sums of up to 961 terms and FFTs lose a few more bits.
 TOLERANCE = 2e-5
 
@@ -69,6 +84,7 @@ class Case:
     errors: dict[str, float] = field(default_factory=dict)  # normalised max error against the reference
     mismatches: list[str] = field(default_factory=list)
     ratios: dict[str, float | None] = field(default_factory=dict)
+    one_cpu: dict[str, float | None] = field(default_factory=dict)  # medians in the one-CPU child process
 
 
 # ----------------------------------------------------------------------------------------------- inputs
@@ -98,8 +114,10 @@ def reference(X: np.ndarray, K: np.ndarray) -> np.ndarray:
     return signal.correlate(X64, K64, mode="valid")
 
 
-def list_cases(sizes: list[int], kernels: list[int], rank_one: bool) -> list[tuple[int, int, str]]:
-    """(N, k, kernel) for the grid: N = 3 is the book's example, k > N is skipped."""
+def list_cases(sizes: list[int], kernels: list[int], rank_one: bool,
+               big_rank_one: bool = True) -> list[tuple[int, int, str]]:
+    """(N, k, kernel) for the grid: N = 3 is the book's example, k > N is skipped; rank-one rows at N >= BIG_N
+    only with ``big_rank_one``."""
     cases = []
     for N in sizes:
         if N == 3:
@@ -107,7 +125,8 @@ def list_cases(sizes: list[int], kernels: list[int], rank_one: bool) -> list[tup
             continue
         for k in kernels:
             if k <= N:
-                cases += [(N, k, "random")] + ([(N, k, "rank1")] if rank_one else [])
+                with_rank_one = rank_one and (big_rank_one or N < BIG_N)
+                cases += [(N, k, "random")] + ([(N, k, "rank1")] if with_rank_one else [])
     return cases
 
 
@@ -255,6 +274,10 @@ def run_case(case: Case, runners: dict[str, Runner | str], args: argparse.Namesp
     """Warm up, check and time every runner of one case, filling ``case`` in."""
     for name in COLUMNS:
         runner = runners.get(name, "n/a")
+        if args.only and name not in args.only:
+            runner = "skipped: not in --only"
+        elif case.N >= BIG_N and not args.all_columns and name not in TARGET_COLUMNS:
+            runner = f"skipped: N >= {BIG_N} (--all-columns times it)"
         if isinstance(runner, str):
             case.times[name] = Timing(note=runner)
             continue
@@ -288,11 +311,77 @@ def compute_ratios(case: Case) -> None:
         auto = t.get("d2l.auto")
         return auto / denominator if auto is not None and denominator else None
 
+    one_cpu = case.one_cpu.get("d2l.auto")
     case.ratios = {
         "auto/native": ratio(t.get("fw-op")),
         "auto/peer": ratio(min(peers) if peers else None),
+        "auto/cv2": ratio(t.get("cv2.filter2D")),
         "auto/copy": ratio(t.get("copy")),
+        "speed-up": one_cpu / t["d2l.auto"] if one_cpu and t.get("d2l.auto") else None,
     }
+
+
+def one_cpu_times(args: argparse.Namespace, backend: str, cases: list[Case]) -> str:
+    """Time ``ONE_CPU_COLUMNS`` again in a child process confined to one CPU; fills ``case.one_cpu``.
+
+    Confining the process (``os.sched_setaffinity`` before the child starts, as ``taskset -c`` does) is what
+    a user with one core gets: every framework, OpenCV and d2lconv size their thread pools from the CPUs they
+    may use. Only the random kernels at N >= ``ONE_CPU_MIN_N`` and k in ``ONE_CPU_KERNELS`` (unless
+    ``--all-columns``), which keeps the child's time bounded. Returns a note on what was done.
+    """
+    sizes = sorted({c.N for c in cases if c.N >= ONE_CPU_MIN_N})
+    kernels = sorted({c.k for c in cases if c.N >= ONE_CPU_MIN_N and (args.all_columns or c.k in ONE_CPU_KERNELS)})
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if args.no_one_cpu or not sizes or not kernels:
+        return "not run"
+    if len(cpus) < 2:
+        return "not run: needs os.sched_setaffinity and more than one CPU"
+    with tempfile.TemporaryDirectory() as folder:
+        out = os.path.join(folder, "one-cpu.json")
+        command = [sys.executable, os.path.abspath(__file__), "--backend", backend,
+                   "--sizes", *map(str, sizes), "--kernels", *map(str, kernels), "--only", *ONE_CPU_COLUMNS,
+                   "--no-one-cpu", "--json", out, "--budget", str(args.budget), "--min-repeats",
+                   str(args.min_repeats), "--cap", str(args.cap), "--seed", str(args.seed)]
+        command += (["--no-rank-one"] if args.no_rank_one or not args.all_columns else [])
+        command += (["--threads", str(args.threads)] if args.threads else [])
+        print(f"one-CPU run (CPU {cpus[0]}): sizes {sizes}, kernels {kernels}", file=sys.stderr)
+        subprocess.run(command, check=False, stdout=subprocess.DEVNULL,
+                       preexec_fn=lambda: os.sched_setaffinity(0, {cpus[0]}))
+        try:
+            with open(out) as f:
+                child = json.load(f)
+        except (OSError, ValueError) as error:
+            return f"failed: {error}"
+    found = {(c["N"], c["k"], c["kernel"]): c for c in child["cases"]}
+    for case in cases:
+        other = found.get((case.N, case.k, case.kernel))
+        if other is not None:
+            case.one_cpu = {name: other["times"][name]["median"] for name in ONE_CPU_COLUMNS}
+    return f"CPU {cpus[0]} only (sched_setaffinity), load average {child.get('load_average')}"
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (what ``uptime`` shows), where the OS has them."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def thread_settings(backend: str) -> dict[str, Any]:
+    """The thread counts in force: d2lconv's own loops, the framework's, OpenCV's."""
+    settings: dict[str, Any] = {"cpus_allowed": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                else os.cpu_count()}
+    for name, getter in (("d2lconv", "get_num_threads"), ("accelerator", "get_accelerator")):
+        if hasattr(d2lconv, getter):  # d2lconv's own threads and the optional Numba accelerator, where it has them
+            settings[name] = getattr(d2lconv, getter)()
+    if backend == "torch":
+        import torch
+
+        settings["torch"] = torch.get_num_threads()
+    if "cv2" in sys.modules:
+        settings["cv2"] = sys.modules["cv2"].getNumThreads()
+    return settings
 
 
 def auto_choice(adapter: ModuleType, X: np.ndarray, K: np.ndarray) -> str:
@@ -300,7 +389,10 @@ def auto_choice(adapter: ModuleType, X: np.ndarray, K: np.ndarray) -> str:
     try:
         from d2lconv._auto import choose_method
 
-        return choose_method(adapter, X.shape, adapter.from_numpy(K), (1, 1))
+        try:  # with the input: an adapter with compiled paths (the Numba accelerator) decides from it
+            return choose_method(adapter, X.shape, adapter.from_numpy(K), (1, 1), X=adapter.from_numpy(X))
+        except TypeError:  # a d2lconv whose auto reads shapes only
+            return choose_method(adapter, X.shape, adapter.from_numpy(K), (1, 1))
     except Exception as error:
         return f"? ({type(error).__name__})"
 
@@ -387,11 +479,12 @@ def fmt_ratio(value: float | None) -> str:
 
 def table(cases: list[Case], markdown: bool) -> str:
     """The medians (seconds) and ratios of every case as a plain or GitHub-markdown table."""
-    header = ["N", "k", "kernel", "auto ->"] + list(COLUMNS) + ["auto/native", "auto/peer", "auto/copy"]
+    header = ["N", "k", "kernel", "auto ->"] + list(COLUMNS) + ["auto 1 CPU"] + list(RATIOS)
     rows = [
         [str(c.N), str(c.k), c.kernel, c.auto_choice]
         + [fmt_time(c.times[name]) + ("!" if name in c.mismatches else "") for name in COLUMNS]
-        + [fmt_ratio(c.ratios[r]) for r in ("auto/native", "auto/peer", "auto/copy")]
+        + [fmt_ratio(c.one_cpu.get("d2l.auto"))]
+        + [fmt_ratio(c.ratios[r]) for r in RATIOS]
         for c in cases
     ]
     if markdown:
@@ -452,6 +545,8 @@ def limit_threads(threads: int) -> None:
             getattr(__import__(module), call)(threads)
         except ImportError:
             pass
+    if hasattr(d2lconv, "set_num_threads"):  # d2lconv's own loops
+        d2lconv.set_num_threads(threads)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -468,6 +563,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--loop-max-n", type=int, help=f"largest N for method='loop' (default {LOOP_MAX_N}, quick "
                         f"{QUICK_LOOP_MAX_N})")
     parser.add_argument("--threads", type=int, help="limit the threads of the frameworks, BLAS and OpenCV (not JAX)")
+    parser.add_argument("--no-one-cpu", action="store_true",
+                        help=f"skip the one-CPU child process (auto, the op and OpenCV; N >= {ONE_CPU_MIN_N}, "
+                        f"k in {ONE_CPU_KERNELS})")
+    parser.add_argument("--only", nargs="+", choices=COLUMNS, metavar="COLUMN", help="time only these columns")
+    parser.add_argument("--all-columns", action="store_true",
+                        help=f"at N >= {BIG_N} too, time every method and the rank-one rows (many minutes)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", metavar="OUT.json", help="also write the results as JSON")
     parser.add_argument("--markdown", action="store_true", help="print the table as GitHub markdown")
@@ -493,11 +594,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # the adapter is not written yet: still time the framework and peers
         adapter, adapter_error = None, f"n/a: {type(error).__name__}: {error}"
     sync = make_sync(backend)
-    print(f"d2lconv benchmark: backend {backend}, {os.cpu_count()} CPUs, budget {args.budget:g} s per callable",
-          file=sys.stderr)
+    load_before = load_average()
+    print(f"d2lconv benchmark: backend {backend}, {os.cpu_count()} CPUs, budget {args.budget:g} s per callable, "
+          f"load average {load_before}", file=sys.stderr)
 
     cases, too_slow = [], set()
-    for N, k, kernel in list_cases(args.sizes, args.kernels, not args.no_rank_one):
+    for N, k, kernel in list_cases(args.sizes, args.kernels, not args.no_rank_one, args.all_columns):
         X, K = make_inputs(N, k, kernel, args.seed)
         case = Case(N, k, kernel)
         runners: dict[str, Runner | str] = {}
@@ -521,8 +623,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  N={N} k={k} {kernel}: auto={fmt_time(case.times['d2l.auto'])} s ({case.auto_choice})"
               + (f"  MISMATCH: {', '.join(case.mismatches)}" if case.mismatches else ""), file=sys.stderr)
 
+    load_after = load_average()
+    settings = thread_settings(backend)
+    one_cpu = one_cpu_times(args, backend, cases)
+    for case in cases:
+        compute_ratios(case)
     memory = None
-    if adapter is not None and cases:
+    if adapter is not None and cases and not args.only:
         largest = max((c for c in cases if c.kernel != "rank1"), key=lambda c: (c.N, c.k))
         X, K = make_inputs(largest.N, largest.k, largest.kernel, args.seed)
         Xn, Kn = adapter.from_numpy(X), adapter.from_numpy(K)
@@ -533,7 +640,8 @@ def main(argv: list[str] | None = None) -> int:
             memory = {"error": f"{type(error).__name__}: {error}"}
 
     print(f"\nMedian seconds per call, backend {backend} ('!' = result disagrees with the float64 reference;"
-          " 'auto ->' = the method auto chose):\n")
+          " 'auto ->' = the method auto chose; 'auto 1 CPU' and 'speed-up' from a child process on one CPU):\n")
+    print(f"Threads: {settings}; load average {load_before} before, {load_after} after; one-CPU run: {one_cpu}\n")
     print(table(cases, args.markdown))
     lines = notes(cases)
     if lines:
@@ -549,6 +657,8 @@ def main(argv: list[str] | None = None) -> int:
             "backend": backend, "versions": versions(), "machine": platform.machine(),
             "cpus": os.cpu_count(), "args": {k: v for k, v in vars(args).items() if k != "json"},
             "tolerance": TOLERANCE, "cases": [asdict(c) for c in cases], "memory": memory,
+            "threads": settings, "load_average": load_before, "load_average_after": load_after,
+            "one_cpu_run": one_cpu,
         }
         with open(args.json, "w") as out:
             json.dump(payload, out, indent=1)

@@ -2,7 +2,7 @@
 
 Rows are the cases (N, k, kernel); for every backend the columns are the time of
 ``corr2d(method="auto")`` with the method it chose, and its ratios to the framework's own conv op,
-to the best peer (SciPy or OpenCV) and to a memory copy.
+to OpenCV's ``cv2.filter2D`` and to a memory copy, and its speed-up from one CPU to all (N >= 512).
 
     python benchmarks/merge.py numpy.json torch.json tensorflow.json jax.json mxnet.json > RESULTS.md
 """
@@ -14,7 +14,7 @@ import json
 import sys
 from typing import Any
 
-RATIOS = ("auto/native", "auto/peer", "auto/copy")
+RATIOS = ("auto/native", "auto/cv2", "auto/copy", "speed-up")
 
 
 def load(paths: list[str]) -> list[dict[str, Any]]:
@@ -67,11 +67,14 @@ def merge(results: list[dict[str, Any]]) -> str:
 
 def footer(results: list[dict[str, Any]]) -> str:
     """Versions and settings of each run, so a table says what produced it."""
-    lines = ["", "Medians in seconds; ratios < 1 mean d2lconv's auto is faster. '!' = a method disagreed with the "
-             "float64 reference in that case (see the backend's own output)."]
+    lines = ["", "Medians in seconds; ratios < 1 mean d2lconv's auto is faster; speed-up = auto's time on one CPU "
+             "(a child process under taskset) / its time on all. '!' = a method disagreed with the float64 reference "
+             "in that case (see the backend's own output)."]
     for r in results:
         versions = ", ".join(f"{name} {version}" for name, version in r["versions"].items())
-        lines.append(f"- {r['backend']}: {versions}; {r['cpus']} CPUs; threads {r['args'].get('threads') or 'default'}")
+        lines.append(f"- {r['backend']}: {versions}; {r['cpus']} CPUs; threads {r['args'].get('threads') or 'default'}"
+                     f" {r.get('threads', '')}; load average {r.get('load_average')} before,"
+                     f" {r.get('load_average_after')} after")
     return "\n".join(lines)
 
 

@@ -152,17 +152,83 @@ def test_separable_with_a_constant_kernel_while_the_input_is_differentiated(rng)
 
 
 @pytest.mark.parametrize("method", each_method(DIFFERENTIABLE))
-@pytest.mark.parametrize("stride", [1, (2, 3)])
-def test_gradients_of_a_large_kernel_are_the_adjoints(method, stride, rng):
-    """A 9x9 kernel (81 taps: some frameworks take other gradient formulas beyond ~50) against the adjoints."""
-    from d2lconv import methods
-
-    X = rng.standard_normal((40, 37)).astype(np.float32)
+@pytest.mark.parametrize(("lead", "stride", "dilation"), [((), (1, 1), (1, 1)), ((2,), (2, 3), (1, 1)),
+                                                           ((), (1, 2), (2, 1)), ((2, 1), (3, 1), (2, 3))])
+def test_gradients_of_a_large_kernel_are_the_adjoints(method, lead, stride, dilation, rng):
+    """A 9x9 kernel (81 taps: some frameworks take other gradient formulas or loops for large kernels) on a
+    stack of images, against the float64 oracle: ``dK[a, b]`` is ``sum(G * corr2d(X, E_ab))`` for the unit
+    kernel ``E_ab``, and ``dX`` must satisfy ``<dX, V> = sum(G * corr2d(V, K))`` for random ``V``."""
+    X = rng.standard_normal((*lead, 40, 37)).astype(np.float32)
     K = rng.standard_normal((9, 9)).astype(np.float32)
-    strides = (stride, stride) if stride == 1 else stride
-    G = rng.standard_normal(reference_corr2d(X, K, stride=strides).shape).astype(np.float32)
-    dX, dK = dc.corr2d_gradients(X, K, G, method=method, stride=stride)
-    X64, K64, G64 = X.astype(np.float64), K.astype(np.float64), G.astype(np.float64)
+    Y = reference_corr2d(X, K, stride=stride, dilation=dilation)
+    G = rng.standard_normal(Y.shape).astype(np.float32)
+    dX, dK = dc.corr2d_gradients(X, K, G, method=method, stride=stride, dilation=dilation)
+
+    def corr(X_, K_):
+        return reference_corr2d(X_, K_, stride=stride, dilation=dilation)
+
+    G64 = G.astype(np.float64)
+    units = np.eye(81).reshape(81, 9, 9)
+    expected_dK = np.array([float((G64 * corr(X, unit)).sum()) for unit in units]).reshape(9, 9)
     scale = float(np.abs(G).sum())
-    assert_close(dK, methods.kernel_gradient(X64, G64, K.shape, strides), scale=scale)
-    assert_close(dX, methods.input_gradient(G64, K64, X.shape, strides), scale=scale)
+    assert_close(dK, expected_dK, scale=scale * float(np.abs(X).max()))
+    dX = dc.to_numpy(dX).astype(np.float64)
+    assert dX.shape == X.shape
+    for V in rng.standard_normal((3, *X.shape)):
+        assert_close((dX * V).sum(), (G64 * corr(V, K)).sum(), scale=scale * float(np.abs(K).sum() * np.abs(V).max()))
+
+
+def forward_derivative(f, X, K, dX, dK):
+    """The directional derivative of ``f`` at ``(X, K)`` along ``(dX, dK)``, by the framework's forward mode."""
+    backend = dc.get_backend()
+    X, K, dX, dK = (dc.tensor(a) for a in (X, K, dX, dK))
+    if backend == "jax":
+        import jax
+
+        return jax.jvp(f, (X, K), (dX, dK))[1]
+    if backend == "torch":
+        import torch
+
+        return torch.func.jvp(f, (X, K), (dX, dK))[1]
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.autodiff.ForwardAccumulator((X, K), (dX, dK)) as accumulator:
+            Y = f(X, K)
+        return accumulator.jvp(Y)
+    raise NotImplementedError(f"{backend} has no forward-mode autodiff")
+
+
+NO_FORWARD_MODE = {"numpy": "NumPy has no autodiff", "mxnet": "MXNet's autograd has reverse mode only"}
+
+
+@pytest.mark.xfail(dc.get_backend() in NO_FORWARD_MODE, raises=NotImplementedError, strict=True,
+                   reason=NO_FORWARD_MODE.get(dc.get_backend(), ""))
+@pytest.mark.parametrize("method", each_method(DIFFERENTIABLE))
+@pytest.mark.parametrize(("lead", "k", "stride", "dilation"), [((), 2, (1, 1), (1, 1)), ((2,), 3, (2, 1), (1, 2)),
+                                                                ((), 9, (1, 1), (1, 1)), ((2,), 7, (1, 2), (2, 1))])
+def test_forward_mode_derivative_is_the_linear_map(method, lead, k, stride, dilation, rng):
+    """``jax.jvp`` (and the other frameworks' forward modes) through corr2d gives
+    ``corr2d(dX, K) + corr2d(X, dK)``, for small kernels and for those beyond ~30 taps."""
+    X, dX = rng.standard_normal((2, *lead, 30, 27)).astype(np.float32)
+    K, dK = rng.standard_normal((2, k, k)).astype(np.float32)
+    tangent = forward_derivative(lambda x, w: dc.corr2d(x, w, method=method, stride=stride, dilation=dilation),
+                                 X, K, dX, dK)
+    expected = (reference_corr2d(dX, K, stride=stride, dilation=dilation)
+                + reference_corr2d(X, dK, stride=stride, dilation=dilation))
+    assert_close(tangent, expected, scale=float(np.abs(X).max() * np.abs(K).sum() * 2))
+
+
+@pytest.mark.parametrize("method", each_method(("direct", "native")))
+@pytest.mark.parametrize("k", [3, 7, 15])
+def test_input_gradient_is_exactly_zero_outside_the_window(method, k, rng):
+    """One output's gradient reaches exactly the k x k input pixels of its window, and exactly zero elsewhere
+    (a large kernel's gradient must not go through an FFT, whose rounding would leave noise everywhere)."""
+    X = rng.standard_normal((40, 40)).astype(np.float32)
+    K = (rng.random((k, k)) + 0.5).astype(np.float32)
+    G = np.zeros((40 - k + 1, 40 - k + 1), np.float32)
+    G[5, 9] = 1.0
+    dX, _ = dc.corr2d_gradients(X, K, G, method=method)
+    rows, cols = np.nonzero(dX)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (5, 5 + k - 1, 9, 9 + k - 1)
+    assert_close(dX[5:5 + k, 9:9 + k], K)

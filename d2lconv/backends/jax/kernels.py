@@ -5,6 +5,7 @@ They compute the valid cross-correlation of an already padded input (see ``d2lco
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import Any
 
@@ -48,6 +49,35 @@ def _direct(X: jax.Array, K: jax.Array, stride: tuple[int, int], dilation: tuple
     rows, cols = (out_h - 1) * s_h + 1, (out_w - 1) * s_w + 1
     return _tree_sum(X[..., a * d_h:a * d_h + rows:s_h, b * d_w:b * d_w + cols:s_w] * K[a, b]
                      for a in range(h) for b in range(w))
+
+
+def _direct_by_rows(X: jax.Array, K: jax.Array, stride: tuple[int, int], dilation: tuple[int, int]) -> jax.Array:
+    """The sum of shifted slices with one kernel row per iteration of ``lax.fori_loop``.
+
+    Why: XLA compiles one row's ``w`` taps instead of all ``h * w``, and fuses them well where the whole sum
+    no longer fuses; each iteration is then a pass over the output.
+    """
+    (h, w), (s_h, s_w), (d_h, d_w) = K.shape, stride, dilation
+    out_h, out_w = methods.valid_shape(X.shape, K.shape, stride, dilation)
+    rows, cols = (out_h - 1) * s_h + 1, (out_w - 1) * s_w + 1
+
+    def add_row(a: Any, Y: jax.Array) -> jax.Array:
+        band, taps = lax.dynamic_slice_in_dim(X, a * d_h, rows, X.ndim - 2)[..., ::s_h, :], K[a]
+        return Y + _tree_sum(band[..., b * d_w:b * d_w + cols:s_w] * taps[b] for b in range(w))
+
+    return lax.fori_loop(0, h, add_row, jnp.zeros((*X.shape[:-2], out_h, out_w), X.dtype))
+
+
+# Up to this many taps XLA fuses the whole sum of slices into one fast pass; beyond it the fused sum slows
+# down several times (2048x2048: 0.62 s at k = 21, 1.37 s at k = 31; by rows 0.08 s and 0.18 s; at k = 15 the
+# fused sum takes 58 ms, the rows 280 ms) and takes seconds to compile.
+FUSED_MAX_TAPS = 225
+
+
+def _direct_any(X: jax.Array, K: jax.Array, stride: tuple[int, int], dilation: tuple[int, int]) -> jax.Array:
+    """The fused sum up to ``FUSED_MAX_TAPS`` kernel taps, the row loop beyond."""
+    fused = K.shape[0] * K.shape[1] <= FUSED_MAX_TAPS
+    return (_direct if fused else _direct_by_rows)(X, K, stride, dilation)
 
 
 def _separable(X: jax.Array, column: jax.Array, row: jax.Array, stride: tuple[int, int],
@@ -107,11 +137,76 @@ def _fft(X: jax.Array, K: jax.Array, stride: tuple[int, int], dilation: tuple[in
     return (_fft_rows if K.shape[0] <= _FFT_ROWS_MAX else _fft_2d)(X, K, stride)
 
 
+# The FFT method's derivative, written out: the correlation's linear map through the FFT (a custom_jvp, which
+# JAX transposes for reverse mode, so jax.jvp and jax.grad both work). The tangent is corr2d(dX, K) +
+# corr2d(X, dK), one spectrum product each and one inverse FFT; its transpose is a few FFTs again, fast to
+# compile. (The direct method's derivative stays a direct sum, exact: zeros stay zeros, where the FFT would
+# leave rounding noise; see _direct_jvp.)
+
+
+def _tangent_fft(X: jax.Array, K: jax.Array, dX: jax.Array, dK: jax.Array, stride: tuple[int, int],
+                 dilation: tuple[int, int]) -> jax.Array:
+    """``corr2d(dX, K) + corr2d(X, dK)`` through one 2-D FFT grid (linear in ``dX`` and ``dK``)."""
+    if dilation != ONE:
+        K, dK = (methods.dilate(k, dilation, stack=stack, reshape=reshape) for k in (K, dK))
+    s_h, s_w = stride
+    out_h, out_w = methods.valid_shape(X.shape, K.shape, stride)
+    grid = (methods.fast_length(X.shape[-2]), methods.fast_length(X.shape[-1]))
+    spectrum = (jnp.fft.rfft2(dX, s=grid) * jnp.conj(jnp.fft.rfft2(K, s=grid))
+                + jnp.fft.rfft2(X, s=grid) * jnp.conj(jnp.fft.rfft2(dK, s=grid)))
+    full = jnp.fft.irfft2(spectrum, s=grid)
+    return full[..., :(out_h - 1) * s_h + 1:s_h, :(out_w - 1) * s_w + 1:s_w]
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _direct_differentiable(X: jax.Array, K: jax.Array, stride: tuple[int, int],
+                           dilation: tuple[int, int]) -> jax.Array:
+    return _direct_any(X, K, stride, dilation)
+
+
+@_direct_differentiable.defjvp
+def _direct_jvp(stride: tuple[int, int], dilation: tuple[int, int], primals: tuple[jax.Array, jax.Array],
+                tangents: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+    """The derivative JAX derives from the fused sum of slices (exact), also where the value takes the row
+    loop (JAX's transpose of the loop itself ran far slower: 2048x2048, k = 15: 4 s per gradient); for small
+    outputs with many taps, the same linear map through ``lax.conv_general_dilated``."""
+    (X, K), (dX, dK) = primals, tangents
+    out_h, out_w = methods.valid_shape(X.shape, K.shape, stride, dilation)
+    if K.shape[0] * K.shape[1] > CONV_TANGENT_TAPS and math.prod(X.shape[:-2]) * out_h * out_w < CONV_TANGENT_OUTPUT:
+        tangent = _native(dX, K, stride, dilation) + _native(X, dK, stride, dilation)
+    else:
+        tangent = _direct(dX, K, stride, dilation) + _direct(X, dK, stride, dilation)
+    return _direct_any(X, K, stride, dilation), tangent
+
+
+# Small outputs with many taps: the tangent through lax.conv_general_dilated, whose transpose XLA compiles as
+# one convolution again (a first corr2d_gradients of 64x64 with a 15x15 kernel: 5-25 s through the slices'
+# own derivative, which JAX transposes into h * w pads; ~0.3 s this way, and faster per call). A direct sum
+# like the slices (exact: zeros stay zeros); on large outputs XLA's CPU convolution is slower than the fused
+# slices (512x512, k = 15: 115 ms per gradient), so they keep the slices.
+CONV_TANGENT_TAPS = 49
+CONV_TANGENT_OUTPUT = 1 << 16
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _fft_differentiable(X: jax.Array, K: jax.Array, stride: tuple[int, int], dilation: tuple[int, int]) -> jax.Array:
+    return _fft(X, K, stride, dilation)
+
+
+@_fft_differentiable.defjvp
+def _fft_jvp(stride: tuple[int, int], dilation: tuple[int, int], primals: tuple[jax.Array, jax.Array],
+             tangents: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+    """The FFT method's derivative is the same linear map: derived by JAX through the row FFTs' h slices of
+    the spectrum instead, it compiled for 3-5 s (a first gradient of 64x64 with 15x15 taps) and ran slower."""
+    (X, K), (dX, dK) = primals, tangents
+    return _fft(X, K, stride, dilation), _tangent_fft(X, K, dX, dK, stride, dilation)
+
+
 # Compiled once per shape, dtype and stride (the stride is static: it decides the slices); each whole
 # method is one jit, so XLA fuses the slices, products and sums around the FFTs.
-_direct_jit = jax.jit(_direct, static_argnums=(2, 3))
+_direct_jit = jax.jit(_direct_differentiable, static_argnums=(2, 3))
 _separable_jit = jax.jit(_separable, static_argnums=(3, 4))
-_fft_jit = jax.jit(_fft, static_argnums=(2, 3))
+_fft_jit = jax.jit(_fft_differentiable, static_argnums=(2, 3))
 
 
 def corr2d_direct(X: jax.Array, K: jax.Array, stride: tuple[int, int] = ONE,
