@@ -205,18 +205,66 @@ NO_FORWARD_MODE = {"numpy": "NumPy has no autodiff", "mxnet": "MXNet's autograd 
 @pytest.mark.xfail(dc.get_backend() in NO_FORWARD_MODE, raises=NotImplementedError, strict=True,
                    reason=NO_FORWARD_MODE.get(dc.get_backend(), ""))
 @pytest.mark.parametrize("method", each_method(DIFFERENTIABLE))
-@pytest.mark.parametrize(("lead", "k", "stride", "dilation"), [((), 2, (1, 1), (1, 1)), ((2,), 3, (2, 1), (1, 2)),
-                                                                ((), 9, (1, 1), (1, 1)), ((2,), 7, (1, 2), (2, 1))])
-def test_forward_mode_derivative_is_the_linear_map(method, lead, k, stride, dilation, rng):
+@pytest.mark.parametrize(("lead", "size", "k", "stride", "dilation"), [
+    ((), (30, 27), 2, (1, 1), (1, 1)), ((2,), (30, 27), 3, (2, 1), (1, 2)), ((), (30, 27), 9, (1, 1), (1, 1)),
+    ((2,), (30, 27), 7, (1, 2), (2, 1)), ((), (300, 280), 5, (1, 1), (1, 1)), ((2,), (160, 150), 3, (2, 1), (1, 1))])
+def test_forward_mode_derivative_is_the_linear_map(method, lead, size, k, stride, dilation, rng):
     """``jax.jvp`` (and the other frameworks' forward modes) through corr2d gives
-    ``corr2d(dX, K) + corr2d(X, dK)``, for small kernels and for those beyond ~30 taps."""
-    X, dX = rng.standard_normal((2, *lead, 30, 27)).astype(np.float32)
+    ``corr2d(dX, K) + corr2d(X, dK)``, for small kernels and for those beyond ~30 taps, and on images large
+    enough for the banded, threaded and compiled paths (which autodiff cannot see: a tangent must keep them away)."""
+    X, dX = rng.standard_normal((2, *lead, *size)).astype(np.float32)
     K, dK = rng.standard_normal((2, k, k)).astype(np.float32)
     tangent = forward_derivative(lambda x, w: dc.corr2d(x, w, method=method, stride=stride, dilation=dilation),
                                  X, K, dX, dK)
     expected = (reference_corr2d(dX, K, stride=stride, dilation=dilation)
                 + reference_corr2d(X, dK, stride=stride, dilation=dilation))
     assert_close(tangent, expected, scale=float(np.abs(X).max() * np.abs(K).sum() * 2))
+
+
+@pytest.mark.xfail(dc.get_backend() in NO_FORWARD_MODE, raises=NotImplementedError, strict=True,
+                   reason=NO_FORWARD_MODE.get(dc.get_backend(), ""))
+@pytest.mark.parametrize("method", ["direct", "separable"])
+def test_forward_mode_through_a_separable_kernel_on_a_large_image(method, rng):
+    """The separable and banded paths on a tangent of the input alone: ``corr2d(dX, K)``."""
+    X, dX = rng.standard_normal((2, 300, 280)).astype(np.float32)
+    K = np.outer(rng.standard_normal(5), rng.standard_normal(3)).astype(np.float32)
+    fixed = dc.tensor(K)  # a constant of the function: separable factorises only a kernel nobody differentiates
+    tangent = forward_derivative(lambda x, _: dc.corr2d(x, fixed, method=method), X, K, dX, np.zeros_like(K))
+    assert_close(tangent, reference_corr2d(dX, K), scale=float(np.abs(dX).max() * np.abs(K).sum() * 2))
+
+
+def vectorised_map(f, X):
+    """``f`` mapped over the first axis of ``X`` by the framework's own vectorising map."""
+    backend = dc.get_backend()
+    X = dc.tensor(X)
+    if backend == "jax":
+        import jax
+
+        return jax.vmap(f)(X)
+    if backend == "torch":
+        import torch
+
+        return torch.func.vmap(f)(X)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.vectorized_map(f, X)
+    raise NotImplementedError(f"{backend} has no vectorising map")
+
+
+NO_VMAP = {"numpy": "NumPy has no vectorising map", "mxnet": "MXNet has no vectorising map"}
+
+
+@pytest.mark.xfail(dc.get_backend() in NO_VMAP, raises=NotImplementedError, strict=True,
+                   reason=NO_VMAP.get(dc.get_backend(), ""))
+@pytest.mark.parametrize("size", [(12, 11), (300, 280)])
+def test_the_frameworks_vectorising_map_gives_the_batched_result(size, rng):
+    """``jax.vmap``/``torch.func.vmap``/``tf.vectorized_map`` over corr2d: each image as the batch gives it."""
+    X = rng.standard_normal((3, *size)).astype(np.float32)
+    K = rng.standard_normal((3, 3)).astype(np.float32)
+    fixed = dc.tensor(K)
+    Y = vectorised_map(lambda x: dc.corr2d(x, fixed), X)
+    assert_close(Y, reference_corr2d(X, K), scale=float(np.abs(X).max() * np.abs(K).sum()))
 
 
 @pytest.mark.parametrize("method", each_method(("direct", "native")))

@@ -320,26 +320,3 @@ def test_numpy_channel_bands_split_examples_and_rows(threads, per_group, groups,
     scale = float(np.abs(X).max() * np.abs(K).sum())
     assert_close(Y, expected, scale=scale)
     assert_close(np.moveaxis(Y_last, -1, -3), expected, scale=scale)
-
-
-@pytest.mark.skipif(BACKEND != "torch", reason="torch.autograd.forward_ad: the torch backend's forward mode")
-@pytest.mark.parametrize("accelerator", ACCELERATORS)
-@pytest.mark.parametrize("method", ["direct", "separable"])
-def test_a_forward_mode_tangent_keeps_the_fast_paths_away(accelerator, method, restore_settings, rng):
-    """A dual tensor is not constant: the banded and compiled paths (invisible to autodiff) must not take it,
-    and its tangent comes out as the cross-correlation of the tangent."""
-    import torch
-    import torch.autograd.forward_ad as fwAD
-
-    dc.set_accelerator(accelerator)
-    X = torch.tensor(rng.standard_normal((300, 280)).astype(np.float32))
-    T = torch.tensor(rng.standard_normal((300, 280)).astype(np.float32))
-    K = torch.tensor(np.outer(rng.standard_normal(5), rng.standard_normal(3)).astype(np.float32))
-    with fwAD.dual_level():
-        Y = dc.corr2d(fwAD.make_dual(X, T), K, method=method)
-        primal, tangent = fwAD.unpack_dual(Y)
-        assert tangent is not None
-    scale = float(np.abs(K.numpy()).sum() * 5)
-    assert_close(primal, reference_corr2d(X.numpy(), K.numpy()), scale=scale)
-    assert_close(tangent, reference_corr2d(T.numpy(), K.numpy()), scale=scale)
-    assert dc.corr2d(X, K, method=method).shape == (296, 278)  # outside the level: constant again, fast paths

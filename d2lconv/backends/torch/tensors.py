@@ -14,6 +14,10 @@ _NUMPY_DTYPES: dict[torch.dtype, np.dtype] = {torch.float32: np.dtype(np.float32
 _TORCH_DTYPES: dict[np.dtype, torch.dtype] = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 
 
+# torch.func's transforms (jvp, grad, vmap) wrap tensors; private, so looked up with a fallback.
+_functorch = getattr(torch._C, "_functorch", None)
+
+
 def is_native(x: Any) -> bool:
     return isinstance(x, torch.Tensor)
 
@@ -24,8 +28,23 @@ def from_numpy(array: np.ndarray) -> torch.Tensor:
 
 
 def to_numpy(x: torch.Tensor) -> np.ndarray:
-    """The tensor as NumPy; bfloat16 and float8, which NumPy lacks, come back as float32 (exactly)."""
-    x = x.detach().cpu()
+    """The tensor as NumPy; bfloat16 and float8, which NumPy lacks, come back as float32 (exactly).
+
+    Also inside ``torch.func.jvp``/``grad``, which wrap the tensors they touch (a wrapper has no storage, and
+    ``.numpy()`` fails on plain tensors too while a transform runs): the values are read beneath it.
+    """
+    if _functorch is None or _functorch.peek_interpreter_stack() is None:
+        return _as_numpy(x.detach().cpu())
+    while _functorch.is_functorch_wrapped_tensor(x):
+        if _functorch.is_batchedtensor(x):
+            raise ValueError("d2lconv cannot look at a tensor inside torch.func.vmap: pass the batch as a "
+                             "leading axis instead (corr2d takes (..., H, W))")
+        x = _functorch.get_unwrapped(x)
+    with torch._C._DisableFuncTorch():
+        return _as_numpy(x.detach().cpu())
+
+
+def _as_numpy(x: torch.Tensor) -> np.ndarray:
     try:
         return x.numpy()
     except TypeError:
@@ -65,6 +84,8 @@ def is_constant(K: torch.Tensor) -> bool:
     """
     if K.requires_grad and torch.is_grad_enabled():
         return False
+    if _functorch is not None and _functorch.is_functorch_wrapped_tensor(K):
+        return False  # inside torch.func.jvp, grad or vmap: only the framework's own ops may see it
     return getattr(fwAD, "_current_level", 0) < 0 or fwAD.unpack_dual(K).tangent is None
 
 
