@@ -199,7 +199,8 @@ def forward_derivative(f, X, K, dX, dK):
     raise NotImplementedError(f"{backend} has no forward-mode autodiff")
 
 
-NO_FORWARD_MODE = {"numpy": "NumPy has no autodiff", "mxnet": "MXNet's autograd has reverse mode only"}
+NO_FORWARD_MODE = {"numpy": "NumPy has no autodiff", "mxnet": "MXNet's autograd has reverse mode only",
+                   "dask": "Dask has no autodiff"}
 
 
 @pytest.mark.xfail(dc.get_backend() in NO_FORWARD_MODE, raises=NotImplementedError, strict=True,
@@ -252,7 +253,8 @@ def vectorised_map(f, X):
     raise NotImplementedError(f"{backend} has no vectorising map")
 
 
-NO_VMAP = {"numpy": "NumPy has no vectorising map", "mxnet": "MXNet has no vectorising map"}
+NO_VMAP = {"numpy": "NumPy has no vectorising map", "mxnet": "MXNet has no vectorising map",
+           "dask": "Dask has no vectorising map (its arrays are batched by their chunks)"}
 
 
 @pytest.mark.xfail(dc.get_backend() in NO_VMAP, raises=NotImplementedError, strict=True,
